@@ -1,0 +1,28 @@
+"""Checksums and provenance records stored with every result."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """Streaming SHA-256 of a file (directories: of their files, in sorted order)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as handle:
+            while chunk := handle.read(block):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_provenance() -> dict[str, Any]:
+    return {"package": "sptx-pipeline", "version": __version__}

@@ -1,0 +1,92 @@
+"""Zarr layout of the window and prediction stores.
+
+``windows.zarr/tokens``: uint8 ``[n_windows, T + 2F]``. ``predictions.zarr/probabilities``:
+``[n_windows, T, C]``. Both are Zarr v3 arrays whose shard is ``shard_size`` windows, so one
+Dask task reads or writes exactly one shard object and no two tasks touch the same file.
+A prediction shard counts as complete only once its marker under ``predictions.zarr/done/``
+exists; the marker is written after the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+TOKENS = "tokens"
+PROBABILITIES = "probabilities"
+DONE_DIR = "done"
+
+
+def shard_ranges(n_windows: int, shard_size: int) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(shard, start, stop)`` window ranges of the shard grid."""
+    for shard, start in enumerate(range(0, n_windows, shard_size)):
+        yield shard, start, min(start + shard_size, n_windows)
+
+
+def n_shards(n_windows: int, shard_size: int) -> int:
+    return -(-n_windows // shard_size)
+
+
+def _create(path: str | os.PathLike, name: str, shape: tuple[int, ...], shard_size: int,
+            dtype: Any, fill_value: Any, attrs: dict[str, Any]) -> zarr.Array:
+    group = zarr.open_group(str(path), mode="w")
+    group.attrs.update(attrs)
+    return group.create_array(
+        name,
+        shape=shape,
+        chunks=(1, *shape[1:]),
+        shards=(max(1, min(shard_size, shape[0] or 1)), *shape[1:]),
+        dtype=dtype,
+        fill_value=fill_value,
+        compressors=ZstdCodec(level=3),
+    )
+
+
+def create_windows(path: str | os.PathLike, n_windows: int, window_length: int,
+                   shard_size: int, attrs: dict[str, Any]) -> zarr.Array:
+    """A fresh token store; ``attrs`` must include flank, chunk_size and shard_size."""
+    return _create(path, TOKENS, (n_windows, window_length), shard_size, np.uint8, 4,
+                   {**attrs, "shard_size": shard_size})
+
+
+def open_windows(path: str | os.PathLike) -> zarr.Array:
+    return zarr.open_group(str(path), mode="r")[TOKENS]
+
+
+def create_predictions(path: str | os.PathLike, n_windows: int, chunk_size: int,
+                       channels: list[str], shard_size: int, dtype: str,
+                       attrs: dict[str, Any]) -> zarr.Array:
+    """A fresh prediction store; unwritten values read back as NaN."""
+    arr = _create(path, PROBABILITIES, (n_windows, chunk_size, len(channels)), shard_size,
+                  np.dtype(dtype), np.nan,
+                  {**attrs, "channels": list(channels), "shard_size": shard_size})
+    (Path(path) / DONE_DIR).mkdir(exist_ok=True)
+    return arr
+
+
+def open_predictions(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
+    return zarr.open_group(str(path), mode=mode)[PROBABILITIES]
+
+
+def done_marker(path: str | os.PathLike, shard: int) -> Path:
+    return Path(path) / DONE_DIR / f"{shard:08d}.json"
+
+
+def mark_done(path: str | os.PathLike, shard: int, info: dict[str, Any]) -> None:
+    """Atomically record that ``shard`` is fully written (write to a temp name, then rename)."""
+    marker = done_marker(path, shard)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"shard": shard, **info}))
+    os.replace(tmp, marker)
+
+
+def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
+    marker = done_marker(path, shard)
+    return json.loads(marker.read_text()) if marker.exists() else None
