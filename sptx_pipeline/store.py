@@ -34,8 +34,15 @@ def n_shards(n_windows: int, shard_size: int) -> int:
     return -(-n_windows // shard_size)
 
 
-def _create(path: str | os.PathLike, name: str, shape: tuple[int, ...], shard_size: int,
-            dtype: Any, fill_value: Any, attrs: dict[str, Any]) -> zarr.Array:
+def _create(
+    path: str | os.PathLike,
+    name: str,
+    shape: tuple[int, ...],
+    shard_size: int,
+    dtype: Any,
+    fill_value: Any,
+    attrs: dict[str, Any],
+) -> zarr.Array:
     group = zarr.open_group(str(path), mode="w")
     group.attrs.update(attrs)
     return group.create_array(
@@ -49,24 +56,48 @@ def _create(path: str | os.PathLike, name: str, shape: tuple[int, ...], shard_si
     )
 
 
-def create_windows(path: str | os.PathLike, n_windows: int, window_length: int,
-                   shard_size: int, attrs: dict[str, Any]) -> zarr.Array:
+def create_windows(
+    path: str | os.PathLike,
+    n_windows: int,
+    window_length: int,
+    shard_size: int,
+    attrs: dict[str, Any],
+) -> zarr.Array:
     """A fresh token store; ``attrs`` must include flank, chunk_size and shard_size."""
-    return _create(path, TOKENS, (n_windows, window_length), shard_size, np.uint8, 4,
-                   {**attrs, "shard_size": shard_size})
+    return _create(
+        path,
+        TOKENS,
+        (n_windows, window_length),
+        shard_size,
+        np.uint8,
+        4,
+        {**attrs, "shard_size": shard_size},
+    )
 
 
 def open_windows(path: str | os.PathLike) -> zarr.Array:
     return zarr.open_group(str(path), mode="r")[TOKENS]
 
 
-def create_predictions(path: str | os.PathLike, n_windows: int, chunk_size: int,
-                       channels: list[str], shard_size: int, dtype: str,
-                       attrs: dict[str, Any]) -> zarr.Array:
+def create_predictions(
+    path: str | os.PathLike,
+    n_windows: int,
+    chunk_size: int,
+    channels: list[str],
+    shard_size: int,
+    dtype: str,
+    attrs: dict[str, Any],
+) -> zarr.Array:
     """A fresh prediction store; unwritten values read back as NaN."""
-    arr = _create(path, PROBABILITIES, (n_windows, chunk_size, len(channels)), shard_size,
-                  np.dtype(dtype), np.nan,
-                  {**attrs, "channels": list(channels), "shard_size": shard_size})
+    arr = _create(
+        path,
+        PROBABILITIES,
+        (n_windows, chunk_size, len(channels)),
+        shard_size,
+        np.dtype(dtype),
+        np.nan,
+        {**attrs, "channels": list(channels), "shard_size": shard_size},
+    )
     (Path(path) / DONE_DIR).mkdir(exist_ok=True)
     return arr
 

@@ -39,11 +39,14 @@ class ScoringModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.dtype.is_floating_point:
-            raise ValueError(f"expected integer tokens of shape [B, L], got {tuple(tokens.shape)} "
-                             f"{tokens.dtype}")
+            raise ValueError(
+                f"expected integer tokens of shape [B, L], got {tuple(tokens.shape)} {tokens.dtype}"
+            )
         if tokens.shape[1] <= 2 * self.flank:
-            raise ValueError(f"window length {tokens.shape[1]} leaves no target: it must exceed "
-                             f"2 * flank = {2 * self.flank}")
+            raise ValueError(
+                f"window length {tokens.shape[1]} leaves no target: it must exceed "
+                f"2 * flank = {2 * self.flank}"
+            )
         with self._autocast(tokens.device):
             out = self.logits(tokens)
         out = out.float()

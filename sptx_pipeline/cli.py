@@ -1,0 +1,246 @@
+"""The ``sptx`` command line: one subcommand per pipeline stage, plus query, tracks and plot.
+
+Each subcommand parses its arguments and calls the package function of that stage, so the same
+code runs from Snakemake, the shell and a notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _list(value: str) -> list[str]:
+    return [item for item in value.split(",") if item]
+
+
+def _add_genes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("genes", help="select gene bodies from a GTF")
+    p.add_argument("--gtf", required=True)
+    p.add_argument("--fasta", required=True, help="for contig names (1 vs chr1) and lengths")
+    p.add_argument("--gene-types", type=_list, default=["protein_coding", "lncRNA"])
+    p.add_argument("--chromosomes", type=_list, default=[])
+    p.add_argument("--genes", type=_list, default=[], help="gene ids or names")
+    p.add_argument("--missing-contigs", choices=["error", "skip"], default="error")
+    p.add_argument("--out-genes", required=True)
+    p.add_argument("--out-regions", required=True)
+    p.set_defaults(func=_run_genes)
+
+
+def _run_genes(args: argparse.Namespace) -> None:
+    from .annotation import select_genes
+
+    select_genes(
+        args.gtf,
+        args.fasta,
+        args.out_genes,
+        args.out_regions,
+        gene_types=args.gene_types,
+        chromosomes=args.chromosomes,
+        genes=args.genes,
+        missing_contigs=args.missing_contigs,
+    )
+
+
+def _add_tile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tile", help="cut the fixed tile grid into token windows")
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--regions", required=True)
+    p.add_argument("--flank", type=int, required=True)
+    p.add_argument("--chunk-size", type=int, required=True)
+    p.add_argument("--shard-size", type=int, default=64)
+    p.add_argument("--out-zarr", required=True)
+    p.add_argument("--out-parquet", required=True)
+    p.set_defaults(func=_run_tile)
+
+
+def _run_tile(args: argparse.Namespace) -> None:
+    from .tiling import tile
+
+    tile(
+        args.fasta,
+        args.regions,
+        args.out_zarr,
+        args.out_parquet,
+        flank=args.flank,
+        chunk_size=args.chunk_size,
+        shard_size=args.shard_size,
+    )
+
+
+def _add_model_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model-info", help="print a model's flank, channels and default chunk size")
+    p.add_argument("--model", required=True)
+    p.set_defaults(func=_run_model_info)
+
+
+def _run_model_info(args: argparse.Namespace) -> None:
+    from .models import load_model
+
+    model = load_model(args.model)
+    print(
+        json.dumps(
+            {
+                "flank": model.flank,
+                "channels": list(model.channels),
+                "default_chunk_size": model.default_chunk_size,
+            }
+        )
+    )
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="run the model over every shard of windows (Dask)")
+    p.add_argument("--windows", required=True, help="windows.zarr")
+    p.add_argument("--out", required=True, help="predictions.zarr")
+    p.add_argument("--model", required=True)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--output-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--cluster", type=json.loads, default={}, help="cluster mapping as JSON")
+    p.add_argument("--max-retries", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from .inference import predict
+
+    predict(
+        args.windows,
+        args.out,
+        args.model,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        output_dtype=args.output_dtype,
+        cluster=args.cluster,
+        max_retries=args.max_retries,
+        progress=not args.no_progress,
+    )
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="merge predictions into scores/ and sites.parquet")
+    p.add_argument("--windows", required=True, help="windows.parquet")
+    p.add_argument("--predictions", required=True, help="predictions.zarr")
+    p.add_argument("--regions", required=True)
+    p.add_argument("--genes", required=True)
+    p.add_argument("--out-scores", required=True)
+    p.add_argument("--out-sites", required=True)
+    p.add_argument("--sites-min-score", type=float, default=0.1)
+    p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
+    p.set_defaults(func=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> None:
+    from .merge import merge
+
+    merge(
+        args.windows,
+        args.predictions,
+        args.regions,
+        args.genes,
+        args.out_scores,
+        args.out_sites,
+        sites_min_score=args.sites_min_score,
+        provenance=args.provenance,
+    )
+
+
+def _add_tracks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tracks", help="write bigWig tracks per channel and strand")
+    p.add_argument("--scores", required=True)
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--channels", type=_list, default=[])
+    p.set_defaults(func=_run_tracks)
+
+
+def _run_tracks(args: argparse.Namespace) -> None:
+    from .tracks import write_tracks
+
+    write_tracks(args.scores, args.fasta, args.out, channels=args.channels or None)
+
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query", help="scores in a region or gene")
+    p.add_argument("results", help="the pipeline's outdir")
+    p.add_argument("region", help="chr19:1,206,000-1,210,000 (1-based, inclusive) or a gene")
+    p.add_argument("--strand", choices=["+", "-"])
+    p.add_argument("--columns", type=_list, default=[])
+    p.add_argument("--min-score", type=float, help="minimum acceptor or donor probability")
+    p.add_argument("--format", choices=["table", "csv", "tsv", "parquet"], default="table")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(func=_run_query)
+
+
+def _run_query(args: argparse.Namespace) -> None:
+    from .query import query, write_result
+
+    frame = query(
+        args.results,
+        args.region,
+        strand=args.strand,
+        columns=args.columns or None,
+        min_score=args.min_score,
+    )
+    write_result(frame, args.format, args.output)
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="plot splice probabilities and tissue usage in a region")
+    p.add_argument("results", help="the pipeline's outdir")
+    p.add_argument("region")
+    p.add_argument("-o", "--output", required=True, help="PNG (or PDF/SVG) path")
+    p.add_argument("--gtf", help="annotation for the exon track (default: from the run)")
+    p.add_argument("--both-strands", action="store_true")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_plot(args: argparse.Namespace) -> None:
+    from .plot import plot_region
+
+    plot_region(
+        args.results, args.region, args.output, gtf=args.gtf, both_strands=args.both_strands
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sptx", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_genes,
+        _add_tile,
+        _add_model_info,
+        _add_predict,
+        _add_merge,
+        _add_tracks,
+        _add_query,
+        _add_plot,
+    ):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+        logging.getLogger("sptx").error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
