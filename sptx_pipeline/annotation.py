@@ -1,0 +1,264 @@
+"""The ``genes`` stage: select gene bodies from a GTF and merge them into scoring regions.
+
+Outputs (see DESIGN.md, "Files between stages"): ``genes.parquet`` with 1-based inclusive
+``start``/``end`` as in the GTF, and ``regions.parquet``, the union of the selected gene bodies
+per chrom and strand, 0-based half-open. Contig names are those of the FASTA.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyranges as pr
+
+from .genome import contig_aliases, contig_lengths, open_fasta, open_text, reconcile_contigs
+
+log = logging.getLogger(__name__)
+
+GENE_COLUMNS = ["gene_id", "gene_name", "gene_type", "chrom", "start", "end", "strand"]
+REGION_COLUMNS = ["chrom", "strand", "start", "end"]
+_ATTRIBUTE = re.compile(r'\s*([A-Za-z_][\w.]*)\s+("[^"]*"|[^;"\s]+)\s*(;|$)')
+
+
+class GTFFormatError(ValueError):
+    """A GTF line that cannot be parsed; the message names the file and line number."""
+
+
+def _check_attributes(text: str) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _ATTRIBUTE.match(text, pos)
+        if match is None:
+            raise ValueError(f"cannot parse attributes at {text[pos : pos + 30]!r}")
+        attributes.setdefault(match.group(1), match.group(2).strip('"'))
+        pos = match.end()
+    return attributes
+
+
+def _check_line(fields: list[str]) -> None:
+    if len(fields) != 9:
+        raise ValueError(f"expected 9 tab-separated fields, found {len(fields)}")
+    if not (fields[3].isdigit() and fields[4].isdigit()):
+        raise ValueError(
+            f"start and end must be positive integers, got {fields[3]!r}, {fields[4]!r}"
+        )
+    if not 1 <= int(fields[3]) <= int(fields[4]):
+        raise ValueError(f"start {fields[3]} must be >= 1 and <= end {fields[4]}")
+    if fields[6] not in ("+", "-", "."):
+        raise ValueError(f"strand must be +, - or ., got {fields[6]!r}")
+
+
+def extract_gene_lines(gtf: str | os.PathLike, out: Path) -> int:
+    """Validate every line of ``gtf`` and copy its ``gene`` records to ``out``.
+
+    pyranges' reader fails on malformed lines without saying where, so each line is checked here
+    and a problem is reported with file and line number. Handing pyranges only the gene records
+    keeps memory at the size of the gene table, not of the whole annotation.
+    """
+    count = 0
+    with open_text(gtf) as src, open(out, "w") as dst:
+        for number, line in enumerate(src, start=1):
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            try:
+                _check_line(fields)
+                if fields[2] == "gene":
+                    if "gene_id" not in _check_attributes(fields[8]):
+                        raise ValueError("gene record without a gene_id attribute")
+                    if fields[6] == ".":
+                        raise ValueError("gene record without a strand")
+            except ValueError as err:
+                raise GTFFormatError(f"{gtf}, line {number}: malformed GTF line: {err}") from None
+            if fields[2] == "gene":
+                dst.write(line if line.endswith("\n") else line + "\n")
+                count += 1
+    return count
+
+
+def read_genes(gtf: str | os.PathLike) -> pd.DataFrame:
+    """All gene records of a GTF as ``gene_id, gene_name, gene_type, chrom, start, end, strand``
+    (``start``/``end`` 1-based inclusive, ``chrom`` as in the GTF)."""
+    with tempfile.TemporaryDirectory(prefix="sptx-genes-") as tmp:
+        genes_only = Path(tmp) / "genes.gtf"
+        if extract_gene_lines(gtf, genes_only) == 0:
+            raise ValueError(f"{gtf} has no 'gene' records; the genes stage needs them")
+        frame = pr.read_gtf(str(genes_only), as_df=True)
+    for column in ("gene_name", "gene_type"):
+        if column not in frame:
+            frame[column] = pd.NA
+    gene_type = frame["gene_type"].fillna(frame.get("gene_biotype", pd.Series(pd.NA, frame.index)))
+    return pd.DataFrame(
+        {
+            "gene_id": frame["gene_id"].astype(str),
+            "gene_name": frame["gene_name"].fillna(frame["gene_id"]).astype(str),
+            "gene_type": gene_type.fillna("").astype(str),
+            "chrom": frame["Chromosome"].astype(str),
+            "start": frame["Start"].astype("int64") + 1,  # pyranges is 0-based
+            "end": frame["End"].astype("int64"),
+            "strand": frame["Strand"].astype(str),
+        }
+    )
+
+
+def _strip_version(gene_id: pd.Series) -> pd.Series:
+    return gene_id.str.replace(r"\.\d+(_PAR_Y)?$", "", regex=True)
+
+
+def filter_genes(
+    genes: pd.DataFrame,
+    gene_types: Sequence[str] = (),
+    chromosomes: Sequence[str] = (),
+    names: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Apply the selection filters; an empty filter keeps everything.
+
+    ``chromosomes`` match a contig under either naming scheme (``1`` or ``chr1``); ``names``
+    match gene names or gene ids with or without version. A requested gene not found is an error.
+    """
+    keep = pd.Series(True, index=genes.index)
+    if gene_types:
+        keep &= genes["gene_type"].isin(gene_types)
+    if chromosomes:
+        wanted_contigs = set(chromosomes)
+        matches = {
+            name: name in wanted_contigs or bool(wanted_contigs & set(contig_aliases(name)))
+            for name in genes["chrom"].unique()
+        }
+        keep &= genes["chrom"].map(matches).astype(bool)
+    if names:
+        wanted = set(names)
+        by_name = genes["gene_name"].isin(wanted)
+        by_id = genes["gene_id"].isin(wanted) | _strip_version(genes["gene_id"]).isin(wanted)
+        found = set(genes.loc[keep & (by_name | by_id), ["gene_name", "gene_id"]].stack())
+        found |= set(_strip_version(genes.loc[keep & by_id, "gene_id"]))
+        missing = sorted(wanted - found)
+        if missing:
+            raise ValueError(
+                f"requested genes not found among the genes passing the type/chromosome filters: "
+                f"{', '.join(missing)}"
+            )
+        keep &= by_name | by_id
+    return genes[keep]
+
+
+def _reconcile(
+    genes: pd.DataFrame, lengths: dict[str, int], missing_contigs: str, gtf: str
+) -> pd.DataFrame:
+    mapping = reconcile_contigs(genes["chrom"].unique(), lengths)
+    missing = sorted(name for name, target in mapping.items() if target is None)
+    if missing:
+        counts = genes["chrom"].value_counts()
+        listing = ", ".join(f"{name} ({counts[name]} genes)" for name in missing)
+        if missing_contigs != "skip":
+            raise ValueError(
+                f"selected genes of {gtf} lie on contigs missing from the FASTA: {listing}. "
+                "Use a matching genome, restrict 'chromosomes', or set missing_contigs: skip."
+            )
+        log.warning("skipping genes on contigs missing from the FASTA: %s", listing)
+    genes = genes.assign(chrom=genes["chrom"].map(mapping))
+    genes = genes[genes["chrom"].notna()]
+    too_long = genes[genes["end"] > genes["chrom"].map(lengths)]
+    if not too_long.empty:
+        row = too_long.iloc[0]
+        raise ValueError(
+            f"{len(too_long)} genes end beyond their contig in the FASTA, e.g. {row.gene_id} "
+            f"ends at {row.end} but {row.chrom} has {lengths[row.chrom]} bases: the annotation "
+            "and the genome are from different assemblies"
+        )
+    return genes
+
+
+def merge_regions(genes: pd.DataFrame, contig_order: Sequence[str]) -> pd.DataFrame:
+    """Union of gene bodies per chrom and strand, 0-based half-open, in FASTA order."""
+    ranges = pr.PyRanges(
+        pd.DataFrame(
+            {
+                "Chromosome": genes["chrom"].to_numpy(),
+                "Start": genes["start"].to_numpy() - 1,
+                "End": genes["end"].to_numpy(),
+                "Strand": genes["strand"].to_numpy(),
+            }
+        )
+    )
+    merged = ranges.merge(strand=True).df
+    regions = pd.DataFrame(
+        {
+            "chrom": merged["Chromosome"].astype(str),
+            "strand": merged["Strand"].astype(str),
+            "start": merged["Start"].astype("int64"),
+            "end": merged["End"].astype("int64"),
+        }
+    )
+    return _sort(regions, contig_order, ["strand", "start"])
+
+
+def _sort(frame: pd.DataFrame, contig_order: Sequence[str], by: list[str]) -> pd.DataFrame:
+    rank = {name: i for i, name in enumerate(contig_order)}
+    frame = frame.assign(_rank=frame["chrom"].map(rank))
+    return (
+        frame.sort_values(["_rank", *by], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``frame`` to a temp file beside ``path`` and rename it, so no partial file appears."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def select_genes(
+    gtf: str | os.PathLike,
+    fasta: str | os.PathLike,
+    out_genes: str | os.PathLike,
+    out_regions: str | os.PathLike,
+    gene_types: Sequence[str] = ("protein_coding", "lncRNA"),
+    chromosomes: Sequence[str] = (),
+    genes: Sequence[str] = (),
+    missing_contigs: str = "error",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the genes stage; returns the genes and regions tables it wrote."""
+    if missing_contigs not in ("error", "skip"):
+        raise ValueError(f"missing_contigs must be 'error' or 'skip', got {missing_contigs!r}")
+    if not Path(gtf).is_file():
+        raise FileNotFoundError(f"GTF file not found: {gtf}")
+    lengths = contig_lengths(open_fasta(fasta))
+    table = read_genes(gtf)
+    log.info("%s: %d gene records", gtf, len(table))
+    table = filter_genes(table, gene_types=gene_types, chromosomes=chromosomes, names=genes)
+    if not table.empty:
+        table = _reconcile(table, lengths, missing_contigs, str(gtf))
+    if table.empty:
+        raise ValueError(
+            f"no genes selected from {gtf} (gene_types={list(gene_types)}, "
+            f"chromosomes={list(chromosomes)}, genes={list(genes)}): check the filters"
+        )
+    table = _sort(table[GENE_COLUMNS], list(lengths), ["start", "end", "gene_id"])
+    regions = merge_regions(table, list(lengths))
+    log.info(
+        "selected %d genes; %d regions covering %d bases",
+        len(table),
+        len(regions),
+        int((regions["end"] - regions["start"]).sum()),
+    )
+    write_parquet_atomic(table, out_genes)
+    write_parquet_atomic(regions, out_regions)
+    return table, regions

@@ -1,0 +1,207 @@
+"""The ``tile`` stage: cut the fixed genome tile grid into token windows.
+
+Tile ``k`` of a chromosome has target ``[k*T, (k+1)*T)`` and window ``[k*T - F, (k+1)*T + F)``;
+it is scored on strand ``s`` when its target overlaps a region on ``s`` (DESIGN.md, "The tile
+grid"). Windows are written shard by shard, so memory is bounded by one shard, and each shard reads
+one contiguous FASTA span per run of consecutive tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import store
+from .genome import contig_lengths, fetch_tokens, open_fasta, reverse_complement
+from .provenance import package_provenance, sha256_file
+
+log = logging.getLogger(__name__)
+
+WINDOW_COLUMNS = ["window", "chrom", "strand", "tile", "target_start", "target_end", "shard"]
+
+
+def tiles_for_regions(starts: np.ndarray, ends: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Sorted unique tile indices whose target overlaps any ``[start, end)`` interval."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if starts.size == 0:
+        return np.empty(0, dtype=np.int64)
+    first = starts // chunk_size
+    last = (ends - 1) // chunk_size
+    counts = last - first + 1
+    # concatenated aranges first[i]..last[i] without a Python loop
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.unique(np.repeat(first, counts) + offsets)
+
+
+def window_table(
+    regions: pd.DataFrame, contig_order: list[str], chunk_size: int, shard_size: int
+) -> pd.DataFrame:
+    """One row per window, ordered by chrom (FASTA order), strand (+ then -), tile."""
+    parts = []
+    for chrom in contig_order:
+        on_chrom = regions[regions["chrom"] == chrom]
+        for strand in ("+", "-"):
+            sel = on_chrom[on_chrom["strand"] == strand]
+            tiles = tiles_for_regions(sel["start"].to_numpy(), sel["end"].to_numpy(), chunk_size)
+            if tiles.size:
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "chrom": chrom,
+                            "strand": strand,
+                            "tile": tiles,
+                            "target_start": tiles * chunk_size,
+                            "target_end": (tiles + 1) * chunk_size,
+                        }
+                    )
+                )
+    if not parts:
+        raise ValueError("no windows: the regions table is empty")
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(0, "window", np.arange(len(table), dtype=np.int64))
+    table["shard"] = table["window"] // shard_size
+    return table[WINDOW_COLUMNS]
+
+
+def _runs(rows: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """Split windows into runs of consecutive tiles on the same chrom and strand."""
+    tile = rows["tile"].to_numpy()
+    new_run = np.ones(len(rows), dtype=bool)
+    new_run[1:] = (
+        (tile[1:] != tile[:-1] + 1)
+        | (rows["chrom"].to_numpy()[1:] != rows["chrom"].to_numpy()[:-1])
+        | (rows["strand"].to_numpy()[1:] != rows["strand"].to_numpy()[:-1])
+    )
+    bounds = np.flatnonzero(new_run).tolist() + [len(rows)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        yield rows.iloc[lo:hi]
+
+
+def shard_tokens(fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int) -> np.ndarray:
+    """Tokens ``[len(rows), T + 2F]`` of ``rows``; minus-strand windows reverse-complemented."""
+    chunk_size = int(rows["target_end"].iloc[0] - rows["target_start"].iloc[0])
+    length = chunk_size + 2 * flank
+    out = np.empty((len(rows), length), dtype=np.uint8)
+    row = 0
+    for run in _runs(rows):
+        chrom, strand = run["chrom"].iloc[0], run["strand"].iloc[0]
+        start = int(run["target_start"].iloc[0]) - flank
+        end = int(run["target_end"].iloc[-1]) + flank
+        span = fetch_tokens(fasta, chrom, start, end, lengths)
+        windows = sliding_window_view(span, length)[::chunk_size]
+        if strand == "-":
+            windows = reverse_complement(windows)
+        out[row : row + len(run)] = windows
+        row += len(run)
+    return out
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def tile(
+    fasta: str | os.PathLike,
+    regions: str | os.PathLike,
+    out_zarr: str | os.PathLike,
+    out_parquet: str | os.PathLike,
+    flank: int,
+    chunk_size: int,
+    shard_size: int = 64,
+) -> pd.DataFrame:
+    """Run the tile stage; returns the windows table it wrote.
+
+    Both outputs are written under temporary names and renamed at the end, so a failed run never
+    leaves a store that looks complete.
+    """
+    if flank < 0 or chunk_size < 1 or shard_size < 1:
+        raise ValueError(
+            f"need flank >= 0, chunk_size >= 1, shard_size >= 1; got {flank}, {chunk_size}, "
+            f"{shard_size}"
+        )
+    handle = open_fasta(fasta)
+    lengths = contig_lengths(handle)
+    region_table = pd.read_parquet(regions)
+    unknown = sorted(set(region_table["chrom"]) - set(lengths))
+    if unknown:
+        raise ValueError(
+            f"{regions} has contigs that are not in {fasta}: {', '.join(unknown)}; "
+            "rerun the genes stage with this FASTA"
+        )
+    table = window_table(region_table, list(lengths), chunk_size, shard_size)
+    log.info(
+        "%d windows (T=%d, flank=%d) in %d shards of %d",
+        len(table),
+        chunk_size,
+        flank,
+        store.n_shards(len(table), shard_size),
+        shard_size,
+    )
+    out_zarr, out_parquet = Path(out_zarr), Path(out_parquet)
+    out_zarr.parent.mkdir(parents=True, exist_ok=True)
+    out_parquet.parent.mkdir(parents=True, exist_ok=True)
+    tmp_zarr, tmp_parquet = _temp_path(out_zarr), _temp_path(out_parquet)
+    try:
+        _write_store(handle, lengths, table, tmp_zarr, fasta, flank, chunk_size, shard_size)
+        _write_table(table, tmp_parquet, flank, chunk_size, shard_size)
+        _remove(out_zarr)
+        os.replace(tmp_zarr, out_zarr)
+        os.replace(tmp_parquet, out_parquet)
+    finally:
+        _remove(tmp_zarr)
+        _remove(tmp_parquet)
+    return table
+
+
+def _write_store(
+    handle, lengths, table, path: Path, fasta, flank: int, chunk_size: int, shard_size: int
+) -> None:
+    attrs = {
+        "flank": flank,
+        "chunk_size": chunk_size,
+        "shard_size": shard_size,
+        "fasta": str(Path(fasta).resolve()),
+        "fasta_sha256": sha256_file(fasta),
+        "n_windows": len(table),
+        **package_provenance(),
+    }
+    _remove(path)
+    tokens = store.create_windows(path, len(table), chunk_size + 2 * flank, shard_size, attrs)
+    for _, start, stop in store.shard_ranges(len(table), shard_size):
+        tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
+
+
+def _write_table(table: pd.DataFrame, path: Path, flank: int, chunk_size: int, shard_size: int):
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = {
+        **(arrow.schema.metadata or {}),
+        b"flank": str(flank).encode(),
+        b"chunk_size": str(chunk_size).encode(),
+        b"shard_size": str(shard_size).encode(),
+    }
+    pq.write_table(arrow.replace_schema_metadata(metadata), path)
+
+
+def read_windows(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``windows.parquet`` and its geometry (``flank``, ``chunk_size``, ``shard_size``)."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    geometry = {key: int(meta[key.encode()]) for key in ("flank", "chunk_size", "shard_size")}
+    return table.to_pandas(), geometry
