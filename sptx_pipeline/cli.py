@@ -74,6 +74,7 @@ def _run_tile(args: argparse.Namespace) -> None:
 def _add_model_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-info", help="print a model's flank, channels and default chunk size")
     p.add_argument("--model", required=True)
+    p.add_argument("--out", help="also write the JSON to this file (atomically)")
     p.set_defaults(func=_run_model_info)
 
 
@@ -81,15 +82,24 @@ def _run_model_info(args: argparse.Namespace) -> None:
     from .models import load_model
 
     model = load_model(args.model)
-    print(
-        json.dumps(
-            {
-                "flank": model.flank,
-                "channels": list(model.channels),
-                "default_chunk_size": model.default_chunk_size,
-            }
-        )
+    info = json.dumps(
+        {
+            "source": args.model,
+            "flank": model.flank,
+            "channels": list(model.channels),
+            "default_chunk_size": model.default_chunk_size,
+        },
+        indent=1,
     )
+    print(info)
+    if args.out:
+        from pathlib import Path
+
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(info + "\n")
+        tmp.replace(out)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

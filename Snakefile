@@ -1,0 +1,42 @@
+"""sptx-pipeline: GTF + FASTA -> genome-wide SpTransformer scores (see DESIGN.md and README.md).
+
+    snakemake --cores all                                   # the bundled example
+    snakemake --cores all --config model=/path/to/checkpoint outdir=results-ckpt
+"""
+
+import json
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+normalise_config(config)
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+OUT = config["outdir"].rstrip("/")
+
+
+include: "workflow/rules/genes.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/tile.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/merge.smk"
+include: "workflow/rules/tracks.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.merge.output.scores,
+        rules.merge.output.sites,
+        rules.tracks.output.tracks,

@@ -1,0 +1,23 @@
+from pathlib import Path
+
+LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
+ENV = "../envs/sptx.yaml"
+
+
+def normalise_config(cfg):
+    """Accept `--config genes=A,B` and `--config chunk_size=null` from the command line."""
+    for key in LIST_KEYS:
+        if isinstance(cfg.get(key), str):
+            cfg[key] = [item for item in cfg[key].split(",") if item]
+    if str(cfg.get("chunk_size")).lower() in ("null", "none", ""):
+        cfg["chunk_size"] = None
+
+
+def csv(values):
+    return ",".join(values)
+
+
+def local_model_files(source):
+    """The model's file or directory when ``source`` is a local path (``spliceai:DIR`` too)."""
+    path = source.partition(":")[2] if source.startswith("spliceai:") else source
+    return [path] if path and Path(path).exists() else []

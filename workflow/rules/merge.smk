@@ -1,0 +1,43 @@
+# config keys that decide what the scores are; stored as provenance in every Parquet file
+PROVENANCE_KEYS = (
+    "fasta",
+    "gtf",
+    "model",
+    "gene_types",
+    "chromosomes",
+    "genes",
+    "missing_contigs",
+    "chunk_size",
+    "precision",
+    "output_dtype",
+    "sites_min_score",
+)
+
+
+rule merge:
+    """Predictions -> scores/ (Parquet, chrom=/strand= partitions) and sites.parquet."""
+    input:
+        windows=rules.tile.output.table,
+        predictions=rules.predict.output.predictions,
+        regions=rules.genes.output.regions,
+        genes=rules.genes.output.genes,
+    output:
+        scores=directory(f"{OUT}/scores"),
+        sites=f"{OUT}/sites.parquet",
+    params:
+        sites_min_score=config["sites_min_score"],
+        provenance=json.dumps(
+            {"config": {key: config[key] for key in PROVENANCE_KEYS}}, sort_keys=True
+        ),
+    conda:
+        ENV
+    log:
+        f"{OUT}/logs/merge.log",
+    benchmark:
+        f"{OUT}/benchmarks/merge.tsv"
+    shell:
+        "sptx merge --windows {input.windows:q} --predictions {input.predictions:q}"
+        " --regions {input.regions:q} --genes {input.genes:q}"
+        " --out-scores {output.scores:q} --out-sites {output.sites:q}"
+        " --sites-min-score {params.sites_min_score} --provenance {params.provenance:q}"
+        " > {log:q} 2>&1"

@@ -1,0 +1,18 @@
+rule tracks:
+    """bigWig tracks, one per channel and strand, for genome browsers."""
+    input:
+        scores=rules.merge.output.scores,
+        fasta=config["fasta"],
+    output:
+        tracks=directory(f"{OUT}/tracks"),
+    params:
+        channels=csv(config["tracks_channels"]),
+    conda:
+        ENV
+    log:
+        f"{OUT}/logs/tracks.log",
+    benchmark:
+        f"{OUT}/benchmarks/tracks.tsv"
+    shell:
+        "sptx tracks --scores {input.scores:q} --fasta {input.fasta:q} --out {output.tracks:q}"
+        " --channels={params.channels:q} > {log:q} 2>&1"
