@@ -7,12 +7,15 @@ per chrom and strand, 0-based half-open. Contig names are those of the FASTA.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -20,29 +23,19 @@ import pyarrow.parquet as pq
 import pyranges as pr
 
 from .genome import contig_aliases, contig_lengths, open_fasta, open_text, reconcile_contigs
+from .provenance import package_provenance, sha256_file
 
 log = logging.getLogger(__name__)
 
 GENE_COLUMNS = ["gene_id", "gene_name", "gene_type", "chrom", "start", "end", "strand"]
 REGION_COLUMNS = ["chrom", "strand", "start", "end"]
-_ATTRIBUTE = re.compile(r'\s*([A-Za-z_][\w.]*)\s+("[^"]*"|[^;"\s]+)\s*(;|$)')
+_PAIR = r'[A-Za-z_][\w.]*[ \t]+(?:"[^"]*"|[^;"\s]+)'
+_ATTRIBUTES = re.compile(rf"\s*(?:{_PAIR}\s*;\s*)*(?:{_PAIR}\s*)?")
+_GENE_ID = re.compile(r'(?:^|;)\s*gene_id[ \t]+"?[^";\s]')
 
 
 class GTFFormatError(ValueError):
     """A GTF line that cannot be parsed; the message names the file and line number."""
-
-
-def _check_attributes(text: str) -> dict[str, str]:
-    attributes: dict[str, str] = {}
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        match = _ATTRIBUTE.match(text, pos)
-        if match is None:
-            raise ValueError(f"cannot parse attributes at {text[pos : pos + 30]!r}")
-        attributes.setdefault(match.group(1), match.group(2).strip('"'))
-        pos = match.end()
-    return attributes
 
 
 def _check_line(fields: list[str]) -> None:
@@ -56,6 +49,8 @@ def _check_line(fields: list[str]) -> None:
         raise ValueError(f"start {fields[3]} must be >= 1 and <= end {fields[4]}")
     if fields[6] not in ("+", "-", "."):
         raise ValueError(f"strand must be +, - or ., got {fields[6]!r}")
+    if _ATTRIBUTES.fullmatch(fields[8]) is None:
+        raise ValueError(f"cannot parse attributes {fields[8][:60]!r}")
 
 
 def extract_gene_lines(gtf: str | os.PathLike, out: Path) -> int:
@@ -74,7 +69,7 @@ def extract_gene_lines(gtf: str | os.PathLike, out: Path) -> int:
             try:
                 _check_line(fields)
                 if fields[2] == "gene":
-                    if "gene_id" not in _check_attributes(fields[8]):
+                    if _GENE_ID.search(fields[8]) is None:
                         raise ValueError("gene record without a gene_id attribute")
                     if fields[6] == ".":
                         raise ValueError("gene record without a strand")
@@ -93,7 +88,9 @@ def read_genes(gtf: str | os.PathLike) -> pd.DataFrame:
         genes_only = Path(tmp) / "genes.gtf"
         if extract_gene_lines(gtf, genes_only) == 0:
             raise ValueError(f"{gtf} has no 'gene' records; the genes stage needs them")
-        frame = pr.read_gtf(str(genes_only), as_df=True)
+        with warnings.catch_warnings():  # pyranges 0.1 uses a pandas API deprecated in pandas 3
+            warnings.filterwarnings("ignore", message="The inplace keyword", module="pyranges")
+            frame = pr.read_gtf(str(genes_only), as_df=True)
     for column in ("gene_name", "gene_type"):
         if column not in frame:
             frame[column] = pd.NA
@@ -213,13 +210,22 @@ def _sort(frame: pd.DataFrame, contig_order: Sequence[str], by: list[str]) -> pd
     )
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``frame`` to a temp file beside ``path`` and rename it, so no partial file appears."""
+def write_parquet_atomic(
+    frame: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write ``frame`` to a temp file beside ``path`` and rename it, so no partial file appears.
+
+    ``metadata`` goes into the file's key-value metadata under ``sptx`` as JSON.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        extra = {b"sptx": json.dumps(metadata, sort_keys=True).encode()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     try:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+        pq.write_table(table, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -259,6 +265,16 @@ def select_genes(
         len(regions),
         int((regions["end"] - regions["start"]).sum()),
     )
-    write_parquet_atomic(table, out_genes)
-    write_parquet_atomic(regions, out_regions)
+    metadata = {
+        "gtf": str(Path(gtf).resolve()),
+        "gtf_sha256": sha256_file(gtf),
+        "fasta": str(Path(fasta).resolve()),
+        "gene_types": list(gene_types),
+        "chromosomes": list(chromosomes),
+        "genes": list(genes),
+        "missing_contigs": missing_contigs,
+        **package_provenance(),
+    }
+    write_parquet_atomic(table, out_genes, metadata)
+    write_parquet_atomic(regions, out_regions, metadata)
     return table, regions

@@ -28,7 +28,6 @@ def _lookup_table() -> np.ndarray:
     for code, base in enumerate("ACGT"):
         table[ord(base)] = code
         table[ord(base.lower())] = code
-    table[ord("U")] = table[ord("u")] = 3
     return table
 
 
