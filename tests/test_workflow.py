@@ -1,0 +1,185 @@
+"""The Snakemake workflow: lint, dry-run plan, schema validation, and re-running only what is stale.
+
+The re-run test executes genes and tile for real; the stages built elsewhere (model-info,
+predict, merge, tracks) are replaced by a small stand-in `sptx` that only writes their output
+paths, because the test is about which jobs Snakemake schedules, not about their results.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+STAGES = ["genes", "model", "tile", "predict", "merge", "tracks", "all"]
+
+
+def snakemake(workdir, *args, env=None):
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+
+
+def write_config(path, **overrides):
+    config = {"fasta": str(EXAMPLE_FASTA), "gtf": str(EXAMPLE_GTF), **overrides}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def job_counts(output):
+    """The 'job count' table Snakemake prints, as a dict."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split() == ["job", "count"])
+    counts = {}
+    for line in lines[start + 2 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_passes():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_dry_run_plans_every_stage_with_config_defaults(tmp_path):
+    config = write_config(tmp_path / "c.yaml", outdir=str(tmp_path / "out"), genes=["GPX4"])
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "1", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    assert job_counts(out) == {stage: 1 for stage in STAGES}
+    predict = next(line for line in out.splitlines() if "sptx predict" in line)
+    for expected in [
+        f"--windows {tmp_path}/out/windows.zarr",
+        "--model multimolecule/sptransformer --device auto --precision float32",
+        "--batch-size 8 --output-dtype float16",
+        """--cluster '{"type": "local"}'""",
+        f"> {tmp_path}/out/logs/predict.log 2>&1",
+    ]:
+        assert expected in predict
+    assert "--shard-size 64" in out and "--gene-types=protein_coding,lncRNA" in out
+    assert "--genes=GPX4" in out and "--sites-min-score 0.1" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_bundled_config_plans_the_example(tmp_path):
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "--config",
+        f"outdir={tmp_path}/res",
+        f"fasta={EXAMPLE_FASTA}",
+        f"gtf={EXAMPLE_GTF}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout + result.stderr) == {stage: 1 for stage in STAGES}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("device=gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+        ("shard_size=0", "0 is less than the minimum of 1"),
+        ("missing_contigs=ignore", "'ignore' is not one of ['error', 'skip']"),
+        ("chunk_sise=500", "Additional properties are not allowed ('chunk_sise' was unexpected)"),
+        ("sites_min_score=2", "2 is greater than the maximum of 1"),
+    ],
+)
+def test_schema_violation_is_a_readable_error(tmp_path, override, message):
+    config = write_config(tmp_path / "c.yaml", outdir=str(tmp_path / "out"))
+    result = snakemake(
+        tmp_path, "-n", "--cores", "1", "--configfile", str(config), "--config", override
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error validating config file" in output
+    assert message in output
+
+
+def test_missing_required_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"gtf": str(EXAMPLE_GTF)}))
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config))
+    assert result.returncode != 0
+    assert "'fasta' is a required property" in result.stdout + result.stderr
+
+
+STAND_IN = """#!{python}
+# Stand-in for the stages this test does not exercise; genes and tile are the real ones.
+import json, os, sys
+from pathlib import Path
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd in ("genes", "tile"):
+    os.execv(sys.executable, [sys.executable, "-m", "sptx_pipeline.cli", *sys.argv[1:]])
+opt = dict(zip(args[::2], args[1::2]))
+if cmd == "model-info":
+    flank = 5000 if opt["--model"].startswith("wide") else 4000
+    info = {{"source": opt["--model"], "flank": flank, "default_chunk_size": 1000}}
+    Path(opt["--out"]).write_text(json.dumps(info))
+elif cmd == "predict":
+    Path(opt["--out"]).mkdir()
+elif cmd == "merge":
+    Path(opt["--out-scores"]).mkdir()
+    Path(opt["--out-sites"]).touch()
+elif cmd == "tracks":
+    Path(opt["--out"]).mkdir()
+"""
+
+
+def test_rerun_only_what_is_stale(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sptx").write_text(STAND_IN.format(python=sys.executable))
+    (bin_dir / "sptx").chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", outdir=str(out), genes=["GPX4", "CBARP"])
+
+    def run(*overrides):
+        result = snakemake(
+            tmp_path, "--cores", "1", "--configfile", str(config), "--config", *overrides, env=env
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        text = result.stdout + result.stderr
+        time.sleep(1.1)  # distinct mtimes for the next round
+        return set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text))
+
+    assert run("model=m1") == set(STAGES)
+    info = json.loads((out / "model.json").read_text())
+    assert info["flank"] == 4000 and (out / "logs" / "tile.log").exists()
+    assert (out / "benchmarks" / "tile.tsv").exists()
+    tiled = (out / "windows.parquet").stat().st_mtime
+    assert run("model=m1") == set()
+    # a new model with the same geometry: predict and after, not genes or tile
+    assert run("model=m2") == {"model", "predict", "merge", "tracks", "all"}
+    assert (out / "windows.parquet").stat().st_mtime == tiled
+    # a model with another flank re-tiles; so does another chunk size
+    assert run("model=wide") == {"model", "tile", "predict", "merge", "tracks", "all"}
+    assert run("model=wide", "chunk_size=500") == {"tile", "predict", "merge", "tracks", "all"}
+    assert run("model=wide", "chunk_size=500") == set()
+    assert run("model=wide", "chunk_size=500", "sites_min_score=0.2") == {"merge", "tracks", "all"}
+    # a new gene selection redoes everything downstream of genes, but not the model
+    assert run("model=wide", "chunk_size=500", "sites_min_score=0.2", "genes=[GPX4]") == set(
+        STAGES
+    ) - {"model"}
