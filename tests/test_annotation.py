@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from genome_fixtures import (
+
+from sptx_pipeline.annotation import GTFFormatError, select_genes
+from sptx_pipeline.provenance import sha256_file
+from tests.genome_fixtures import (
     EXAMPLE_FASTA,
     EXAMPLE_GTF,
     gtf_line,
@@ -15,9 +18,6 @@ from genome_fixtures import (
     write_fasta,
     write_gtf,
 )
-
-from sptx_pipeline.annotation import GTFFormatError, select_genes
-from sptx_pipeline.provenance import sha256_file
 
 GENES = [
     ("chr1", 101, 300, "+", "G1.3", "ALPHA"),

@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pytest
 from Bio import bgzf
-from genome_fixtures import random_sequence, reference_tokens, write_fasta
 
 from sptx_pipeline.genome import (
     contig_lengths,
@@ -16,6 +15,7 @@ from sptx_pipeline.genome import (
     reconcile_contigs,
     reverse_complement,
 )
+from tests.genome_fixtures import random_sequence, reference_tokens, write_fasta
 
 
 def test_encode_bases_soft_mask_and_iupac():

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 import zarr
 from Bio import bgzf
-from genome_fixtures import (
+
+from sptx_pipeline import store
+from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.provenance import sha256_file
+from sptx_pipeline.tiling import read_windows, tile
+from tests.genome_fixtures import (
     EXAMPLE_FASTA,
     EXAMPLE_GTF,
     random_sequence,
@@ -14,11 +19,6 @@ from genome_fixtures import (
     write_fasta,
     write_gtf,
 )
-
-from sptx_pipeline import store
-from sptx_pipeline.annotation import select_genes
-from sptx_pipeline.provenance import sha256_file
-from sptx_pipeline.tiling import read_windows, tile
 
 FLANK, T, SHARD = 25, 10, 4
 COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N"}

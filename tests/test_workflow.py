@@ -14,7 +14,8 @@ import time
 
 import pytest
 import yaml
-from genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 STAGES = ["genes", "model", "tile", "predict", "merge", "tracks", "all"]
