@@ -74,6 +74,11 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
         return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False, build_index=True)
     except pyfaidx.FastaIndexingError as err:
         raise ValueError(f"cannot index FASTA {path}: {err}") from err
+    except PermissionError as err:
+        raise ValueError(
+            f"cannot write the index of {path} ({err.filename}): its directory is read-only. "
+            "Create the .fai (and .gzi) with 'samtools faidx' where you can, or use a copy."
+        ) from err
 
 
 def contig_lengths(fasta: pyfaidx.Fasta) -> dict[str, int]:

@@ -173,6 +173,21 @@ def test_gzip_gtf_equals_plain(inputs):
     assert genes.equals(plain_genes) and regions.equals(plain_regions)
 
 
+def test_ensembl_gene_biotype(tmp_path):
+    """Ensembl GTFs name the type gene_biotype; it is used when gene_type is absent."""
+    fasta = write_fasta(tmp_path / "g.fa", {"1": "ACGT" * 100})
+    gtf = tmp_path / "e.gtf"
+    gtf.write_text(
+        '1\tensembl\tgene\t11\t40\t.\t+\t.\tgene_id "E1"; gene_biotype "protein_coding";\n'
+        '1\tensembl\tgene\t51\t90\t.\t-\t.\tgene_id "E2"; gene_biotype "snRNA";\n'
+    )
+    genes, regions = run(gtf, fasta, tmp_path)
+    assert genes[["gene_id", "gene_name", "gene_type", "chrom"]].values.tolist() == [
+        ["E1", "E1", "protein_coding", "1"]
+    ]
+    assert regions.values.tolist() == [["1", "+", 10, 40]]
+
+
 def test_gtf_without_gene_records(tmp_path):
     fasta = write_fasta(tmp_path / "g.fa", {"chr1": "ACGT" * 10})
     gtf = tmp_path / "a.gtf"

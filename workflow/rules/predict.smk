@@ -1,5 +1,10 @@
 rule predict:
-    """Score every window shard with the model on a Dask cluster (predictions.zarr)."""
+    """Score every window shard with the model on a Dask cluster (predictions.zarr).
+
+    Snakemake deletes a directory output before it re-runs a job, so shard-level resume applies
+    to `sptx predict` run by hand (same arguments as in logs/predict.log); within Snakemake a
+    re-run of predict starts afresh, which is what a changed model or precision requires.
+    """
     input:
         windows=rules.tile.output.zarr,
         model=rules.model.output.info,
