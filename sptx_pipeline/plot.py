@@ -148,8 +148,9 @@ def plot_region(
     heights += [0.25 * len(tissues) + 0.8] if show_heatmap else []
     fig = Figure(figsize=(11, sum(heights) * 0.8 + 1), layout="constrained")
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
-    title = region.label or f"{region.chrom}:{region.start:,}-{region.end:,}"
-    fig.suptitle(f"{title}  ({region.chrom}:{region.start:,}-{region.end:,})")
+    where = f"{region.chrom}:{region.start:,}-{region.end:,}"
+    named = region.label and region.label.replace(",", "") != where.replace(",", "")
+    fig.suptitle(f"{region.label}  ({where})" if named else where)
     first = None
     for row, strand in enumerate(strands):
         ax = fig.add_subplot(grid[row], sharex=first)
@@ -199,9 +200,9 @@ def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None
             ax.add_patch(Rectangle((e.start, y - 0.3), e.end - e.start + 1, 0.6, color="0.2"))
         label_x = max(rows.start.min(), region.start)
         ax.text(
-            label_x, y + 0.35, f"{rows.gene.iloc[0]} ({strand})", fontsize="x-small", va="bottom"
+            label_x, y - 0.35, f"{rows.gene.iloc[0]} ({strand})", fontsize="x-small", va="bottom"
         )
-    ax.set_ylim(len(transcripts) - 0.2, -0.8)
+    ax.set_ylim(len(transcripts) - 0.4, -1.0)  # inverted: the first transcript on top
 
 
 def _draw_heatmap(fig: Figure, ax, sites: pd.DataFrame, tissues: list[str]) -> None:

@@ -122,13 +122,25 @@ def _windows_frame(regions: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _truth(channels: list[str], seed: int, dtype: str) -> dict[tuple[str, str], np.ndarray]:
+def _truth(
+    channels: list[str], seed: int, dtype: str, peaks: bool = False
+) -> dict[tuple[str, str], np.ndarray]:
+    """Random probabilities per position; ``peaks``: mostly near zero with a few strong sites
+    (used for the README picture, which then looks more like a real track)."""
     rng = np.random.default_rng(seed)
+    alpha = [200.0, 0.05, 0.05] if peaks else [8.0, 0.3, 0.3]
     truth = {}
     for chrom, size in CHROM_SIZES.items():
         n = -(-size // T) * T  # the last tile may run past the chromosome end
         for strand in "+-":
-            splice = rng.dirichlet([8.0, 0.3, 0.3], size=n)
+            splice = rng.dirichlet(alpha, size=n)
+            if peaks:  # a strong acceptor or donor at about 1 position in 40
+                sites = np.flatnonzero(rng.random(n) < 0.025)
+                kind = rng.integers(1, 3, size=len(sites))
+                strength = rng.uniform(0.2, 0.95, size=len(sites))
+                splice[sites] = 0.0
+                splice[sites, kind] = strength
+                splice[sites, 0] = 1 - strength
             tissue = rng.random((n, len(channels) - 3))
             values = np.concatenate([splice, tissue], axis=1)
             truth[(chrom, strand)] = values.astype(dtype).astype(np.float32)
@@ -141,6 +153,7 @@ def write_inputs(
     seed: int = 0,
     dtype: str = "float16",
     complete: bool = True,
+    peaks: bool = False,
 ) -> Run:
     """genes/regions/windows parquet, predictions.zarr (all shards done unless not ``complete``)
     and a FASTA + GTF of the synthetic genome."""
@@ -148,7 +161,7 @@ def write_inputs(
     genes = _genes_frame()
     regions = _regions_frame(genes)
     windows = _windows_frame(regions)
-    truth = _truth(channels, seed, dtype)
+    truth = _truth(channels, seed, dtype, peaks)
     genes.to_parquet(outdir / "genes.parquet", index=False)
     regions.to_parquet(outdir / "regions.parquet", index=False)
     table = pa.Table.from_pandas(windows, preserve_index=False)
