@@ -325,20 +325,24 @@ def merge(
     tmp_scores = scores_dir.with_name(f".{scores_dir.name}.tmp-{os.getpid()}")
     tmp_sites = sites_parquet.with_name(f".{sites_parquet.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp_scores, ignore_errors=True)
+    sites_parquet.parent.mkdir(parents=True, exist_ok=True)
     try:
-        counts = _write(
-            windows,
-            probabilities,
-            shard_size,
-            regions,
-            sites,
-            scores_schema(channels, metadata),
-            tmp_scores,
-            tmp_sites,
-            metadata,
-            row_group_rows,
-            rows_per_file,
-        )
+        tmp_scores.mkdir(parents=True)
+        schema = scores_schema(channels, metadata)
+        sites_out = SitesWriter(tmp_sites, sites, metadata)
+        try:
+            counts = _write(
+                windows,
+                probabilities,
+                shard_size,
+                regions,
+                sites_out,
+                lambda key: PartitionWriter(
+                    partition_dir(tmp_scores, *key), schema, row_group_rows, rows_per_file
+                ),
+            )
+        finally:
+            sites_out.close()
         _replace(tmp_scores, scores_dir)
         os.replace(tmp_sites, sites_parquet)
     except BaseException:
@@ -360,20 +364,52 @@ def _replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+class SitesWriter:
+    """Collects site rows per partition and writes ``sites.parquet`` in large row groups."""
+
+    def __init__(
+        self, path: Path, finder: SiteFinder, metadata: dict, row_group_rows: int = ROW_GROUP_ROWS
+    ) -> None:
+        self.finder = finder
+        self.row_group_rows = row_group_rows
+        self.writer = parquet_writer(path, sites_schema(finder.tissues, metadata))
+        self.pending: list[np.ndarray] = []
+        self.tables: list[pa.Table] = []
+        self.buffered = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        self.pending.append(rows)
+
+    def end_batch(self, key: tuple[str, str] | None) -> None:
+        """Turn the rows added since the last call (all of partition ``key``) into sites."""
+        if key is not None and self.pending:
+            table = self.finder.table(key[0], key[1], np.concatenate(self.pending))
+            if table is not None:
+                self.tables.append(table)
+                self.buffered += len(table)
+        self.pending = []
+        if self.buffered >= self.row_group_rows:
+            self._flush()
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+    def _flush(self) -> None:
+        if self.tables:
+            self.writer.write_table(pa.concat_tables(self.tables))
+        self.tables, self.buffered = [], 0
+
+
 def _write(
     windows: pd.DataFrame,
     probabilities: Any,
     shard_size: int,
     regions: dict[tuple[str, str], tuple],
-    sites: SiteFinder,
-    schema: pa.Schema,
-    tmp_scores: Path,
-    tmp_sites: Path,
-    metadata: dict[bytes, bytes],
-    row_group_rows: int,
-    rows_per_file: int,
+    sites: SitesWriter,
+    new_partition: Any,
 ) -> dict[tuple[str, str], int]:
-    tmp_scores.mkdir(parents=True)
+    """The merge loop: shard by shard, window by window, partitions in window order."""
     chroms = windows["chrom"].astype(str).to_numpy()
     strands = windows["strand"].astype(str).to_numpy()
     starts = windows["target_start"].to_numpy(np.int64)
@@ -382,56 +418,41 @@ def _write(
     current: tuple[str, str] | None = None
     writer: PartitionWriter | None = None
     last_end = -1
-    with parquet_writer(tmp_sites, sites_schema(sites.tissues, metadata)) as sites_writer:
-
-        def flush_sites(key: tuple[str, str], rows: list[np.ndarray]) -> None:
-            if rows:
-                table = sites.table(key[0], key[1], np.concatenate(rows))
-                if table is not None:
-                    sites_writer.write_table(table)
-
-        for shard, lo, hi in store.shard_ranges(len(windows), shard_size):
-            block = np.asarray(probabilities[lo:hi])
-            shard_rows: list[np.ndarray] = []
-            for w in range(lo, hi):
-                key = (chroms[w], strands[w])
-                if key != current:
-                    if current is not None:
-                        flush_sites(current, shard_rows)
-                    shard_rows = []
-                    if writer is not None:
-                        counts[current] = writer.rows
-                        writer.close()
-                    if key in counts:
-                        raise ValueError(f"windows.parquet is not ordered: {key} appears twice")
-                    current, last_end = key, -1
-                    writer = PartitionWriter(
-                        partition_dir(tmp_scores, *key), schema, row_group_rows, rows_per_file
-                    )
-                if starts[w] < last_end:
-                    raise ValueError(
-                        f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
-                        "window; tiles must be unique and increasing"
-                    )
-                last_end = ends[w]
-                genomic = target_positions(starts[w], ends[w], *regions.get(key, _EMPTY))
-                if not len(genomic):
-                    continue
-                rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
-                if np.isnan(rows[:, 1:]).any():
-                    raise RuntimeError(
-                        f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
-                        "although its shard is marked done; delete that done marker and re-run "
-                        "predict"
-                    )
-                writer.add(rows)
-                shard_rows.append(rows)
-            if current is not None:
-                flush_sites(current, shard_rows)
-            log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
-        if writer is not None:
-            counts[current] = writer.rows
-            writer.close()
+    for shard, lo, hi in store.shard_ranges(len(windows), shard_size):
+        block = np.asarray(probabilities[lo:hi])
+        for w in range(lo, hi):
+            key = (chroms[w], strands[w])
+            if key != current:
+                sites.end_batch(current)
+                if writer is not None:
+                    writer.close()
+                    counts[current] = writer.rows
+                if key in counts:
+                    raise ValueError(f"windows.parquet is not ordered: {key} appears twice")
+                current, last_end, writer = key, -1, new_partition(key)
+            if starts[w] < last_end:
+                raise ValueError(
+                    f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
+                    "window; tiles must be unique and increasing"
+                )
+            last_end = ends[w]
+            genomic = target_positions(starts[w], ends[w], *regions.get(key, _EMPTY))
+            if not len(genomic):
+                continue
+            rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
+            if np.isnan(rows[:, 1:]).any():
+                raise RuntimeError(
+                    f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
+                    "although its shard is marked done; delete that done marker and re-run "
+                    "predict"
+                )
+            writer.add(rows)
+            sites.add(rows)
+        sites.end_batch(current)
+        log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
+    if writer is not None:
+        writer.close()
+        counts[current] = writer.rows
     return {k: v for k, v in counts.items() if v}
 
 

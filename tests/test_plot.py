@@ -88,3 +88,14 @@ def test_no_tissue_channels_no_heatmap(tmp_path):
     fig = plot_region(run.outdir, "chrA:1-1100", tmp_path / "x.png", both_strands=True)
     assert list(_axes(fig)) == ["scores +", "scores -", "exons"]
     assert (tmp_path / "x.png").stat().st_size > 0
+
+
+def test_cli_plot(run, tmp_path):
+    from sptx_pipeline.cli import main
+
+    out = tmp_path / "cli.png"
+    assert (
+        main(["plot", str(run.outdir), "chrA:1,001-1,100", "-o", str(out), "--both-strands"]) == 0
+    )
+    assert matplotlib.image.imread(out).shape[0] > 300
+    assert main(["plot", str(run.outdir), "NOPE", "-o", str(out)]) == 1

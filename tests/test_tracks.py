@@ -90,3 +90,12 @@ def test_runs_merge_equal_adjacent_values():
     assert starts.tolist() == [0, 2, 4, 6]
     assert ends.tolist() == [2, 3, 6, 8]
     assert values.tolist() == [0.5, 0.25, 0.25, 1.0]
+
+
+def test_cli_tracks(run, tmp_path):
+    from sptx_pipeline.cli import main
+
+    args = ["tracks", "--scores", str(run.scores), "--fasta", str(run.outdir / "genome.fa")]
+    assert main([*args, "--out", str(tmp_path), "--channels", "donor,brain"]) == 0
+    names = sorted(p.name for p in tmp_path.glob("*.bw"))
+    assert names == ["brain.minus.bw", "brain.plus.bw", "donor.minus.bw", "donor.plus.bw"]
