@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import zarr
 
 from . import store
 from .provenance import package_provenance
@@ -252,6 +253,8 @@ class SiteFinder:
 
 def check_complete(predictions_zarr: str | os.PathLike) -> None:
     """Refuse a prediction store with shards that have no done marker."""
+    if not Path(predictions_zarr).is_dir():
+        raise FileNotFoundError(f"{predictions_zarr} not found: run `predict` first")
     probabilities = store.open_predictions(predictions_zarr)
     shard_size = int(_group_attrs(predictions_zarr)["shard_size"])
     total = store.n_shards(probabilities.shape[0], shard_size)
@@ -265,12 +268,10 @@ def check_complete(predictions_zarr: str | os.PathLike) -> None:
 
 
 def _group_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    import zarr
-
     return dict(zarr.open_group(str(path), mode="r").attrs)
 
 
-def _check_windows(windows: pd.DataFrame, n_windows: int) -> None:
+def _check_windows(windows: pd.DataFrame, n_windows: int, chunk_size: int) -> None:
     if len(windows) != n_windows:
         raise ValueError(
             f"windows.parquet has {len(windows)} rows but predictions.zarr has {n_windows} "
@@ -278,6 +279,12 @@ def _check_windows(windows: pd.DataFrame, n_windows: int) -> None:
         )
     if not np.array_equal(windows["window"].to_numpy(), np.arange(len(windows))):
         raise ValueError("windows.parquet: `window` must be 0..n-1 in store order")
+    lengths = set((windows["target_end"] - windows["target_start"]).unique().tolist())
+    if lengths - {chunk_size}:
+        raise ValueError(
+            f"windows.parquet targets have lengths {sorted(lengths)} but predictions.zarr holds "
+            f"{chunk_size} positions per window; they come from different runs"
+        )
     bad = set(windows["strand"].unique()) - set(STRAND_DIR)
     if bad:
         raise ValueError(f"windows.parquet: unknown strand values {sorted(bad)}")
@@ -316,7 +323,7 @@ def merge(
     channels = list(attrs["channels"])
     shard_size = int(attrs["shard_size"])
     windows = pd.read_parquet(windows_parquet)
-    _check_windows(windows, probabilities.shape[0])
+    _check_windows(windows, probabilities.shape[0], probabilities.shape[1])
     regions = _regions_by_partition(pd.read_parquet(regions_parquet))
     sites = SiteFinder(channels, pd.read_parquet(genes_parquet), sites_min_score)
     metadata = _run_provenance(predictions_zarr, channels, provenance)

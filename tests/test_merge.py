@@ -176,3 +176,13 @@ def _merge(run):
         run.scores,
         run.sites,
     )
+
+
+def test_inputs_from_different_runs_are_refused(tmp_path):
+    run = write_inputs(tmp_path)
+    run.windows.iloc[:-1].to_parquet(tmp_path / "windows.parquet", index=False)
+    with pytest.raises(ValueError, match="different runs"):
+        _merge(run)
+    with pytest.raises(FileNotFoundError, match="run `predict` first"):
+        merge(tmp_path / "windows.parquet", tmp_path / "nope.zarr", *[tmp_path / "x"] * 4)
+    assert not run.scores.exists() and not run.sites.exists()
