@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,13 @@ def write_tracks(
     fasta: str | os.PathLike,
     out_dir: str | os.PathLike,
     channels: list[str] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``<channel>.<plus|minus>.bw`` for each channel and strand that has scores.
 
     A strand without any scores gets no file (a bigWig cannot be empty); that is logged.
-    Files are written into a temporary directory and moved into ``out_dir`` at the end.
+    Files are written into a temporary directory and moved into ``out_dir`` at the end;
+    ``workers`` > 1 writes that many files at once in separate processes.
     """
     scores = scores_path(scores_dir)
     parts = partitions(scores)
@@ -105,21 +108,30 @@ def write_tracks(
     tmp = out_dir / f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    written = []
+    jobs = []
+    for strand in STRAND_DIR:
+        files = {chrom: f for (chrom, s), f in parts.items() if s == strand}
+        if not files:
+            log.warning("no scores on strand %s: no %s tracks written", strand, strand)
+            continue
+        jobs += [(tmp / track_name(c, strand), files, sizes, c) for c in channels]
     try:
-        for strand in STRAND_DIR:
-            files = {chrom: f for (chrom, s), f in parts.items() if s == strand}
-            if not files:
-                log.warning("no scores on strand %s: no %s tracks written", strand, strand)
-                continue
-            for channel in channels:
-                name = track_name(channel, strand)
-                writer = pybigtools.open(str(tmp / name), "w")
-                writer.write(sizes, _entries(files, sizes, channel))
-                written.append(name)
-                log.info("wrote %s", out_dir / name)
-        for name in written:
-            os.replace(tmp / name, out_dir / name)
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+                list(pool.map(_write_one, *zip(*jobs, strict=True)))
+        else:
+            for job in jobs:
+                _write_one(*job)
+        for path, *_ in jobs:
+            os.replace(path, out_dir / path.name)
+            log.info("wrote %s", out_dir / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return [out_dir / name for name in written]
+    return [out_dir / path.name for path, *_ in jobs]
+
+
+def _write_one(
+    path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str
+) -> None:
+    """One bigWig file (a separate process when ``workers`` > 1)."""
+    pybigtools.open(str(path), "w").write(sizes, _entries(files, sizes, channel))

@@ -96,6 +96,12 @@ def test_cli_tracks(run, tmp_path):
     from sptx_pipeline.cli import main
 
     args = ["tracks", "--scores", str(run.scores), "--fasta", str(run.outdir / "genome.fa")]
-    assert main([*args, "--out", str(tmp_path), "--channels", "donor,brain"]) == 0
+    assert main([*args, "--out", str(tmp_path), "--channels", "donor,brain", "--workers", "2"]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.bw"))
     assert names == ["brain.minus.bw", "brain.plus.bw", "donor.minus.bw", "donor.plus.bw"]
+    for name in names:  # files written by worker processes hold the same values
+        a = pybigtools.open(str(tmp_path / name)).values("chrA", 0, 2300, fillna=0)
+        run_dir = tmp_path / "serial"
+        write_tracks(run.scores, run.outdir / "genome.fa", run_dir, channels=[name.split(".")[0]])
+        b = pybigtools.open(str(run_dir / name)).values("chrA", 0, 2300, fillna=0)
+        np.testing.assert_array_equal(a, b)
