@@ -165,7 +165,9 @@ def main() -> None:
     scans = [full_scan(scores) for _ in range(args.scans)]
 
     median, scan = statistics.median(latencies), statistics.median(scans)
-    print(f"1-min load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
+    print(
+        f"1-min load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)"
+    )
     print(
         f"{args.queries} queries of {args.width / 1000:.0f} kb: median {median * 1000:.1f} ms, "
         f"p90 {np.percentile(latencies, 90) * 1000:.1f} ms, "
