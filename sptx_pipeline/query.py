@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 ID_COLUMNS = ["chrom", "pos", "strand"]
 FORMATS = ("table", "csv", "tsv", "parquet")
-_RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
+_RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?$")
 _INT64_MAX = 2**63 - 1
 
 
@@ -66,20 +66,22 @@ def partitions(scores_dir: Path) -> dict[tuple[str, str], list[str]]:
 def parse_region(
     text: str, contigs: set[str], genes_parquet: str | os.PathLike | None = None
 ) -> Region:
-    """A :class:`Region` from ``chrom:start-end``, a bare contig, or a gene name/id."""
+    """A :class:`Region` from ``chrom:start-end``, ``chrom:pos``, a bare contig, or a gene
+    name/id."""
     text = text.strip()
+    if text in contigs:
+        return Region(text, 1, _INT64_MAX, None, text)
     match = _RANGE.match(text)
     if match:
         chrom = match["chrom"]
-        start, end = (int(match[k].replace(",", "")) for k in ("start", "end"))
+        start = int(match["start"].replace(",", ""))
+        end = int(match["end"].replace(",", "")) if match["end"] else start
         if start < 1:
             raise ValueError(f"region {text!r}: positions are 1-based, start must be >= 1")
         if start > end:
             raise ValueError(f"region {text!r} is reversed (start {start:,} > end {end:,})")
         _check_contig(chrom, contigs)
         return Region(chrom, start, end, None, text)
-    if text in contigs:
-        return Region(text, 1, _INT64_MAX, None, text)
     if ":" in text or not text:
         raise ValueError(
             f"malformed region {text!r}: use chrom:start-end (1-based, inclusive, "

@@ -79,6 +79,8 @@ def test_gene_region_uses_its_strand(run, tmp_path):
 def test_strand_with_data_is_chosen_and_missing_gtf(run, tmp_path):
     fig = plot_region(run.outdir, "chrB:1-1250", None, gtf=None)
     assert "scores -" in _axes(fig) and "scores +" not in _axes(fig)
+    fig = plot_region(run.outdir, "chrB", None)  # a whole contig: up to its last scored base
+    assert _axes(fig)["scores -"].get_xlim() == (1, 1163)
     with pytest.raises(FileNotFoundError, match="GTF"):
         plot_region(run.outdir, "chrB:1-1250", None, gtf=tmp_path / "missing.gtf")
 

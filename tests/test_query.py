@@ -100,6 +100,9 @@ def test_partition_boundaries(run, everything):
 
 
 def test_commas_gene_names_and_ids(run, everything):
+    one = query(run.outdir, "chrA:1,050")  # a single position
+    assert len(one) == 1
+    _assert_same(one, _filter(everything, "chrA", 1050, 1050))
     _assert_same(query(run.outdir, "chrA:1,001-1,100"), _filter(everything, "chrA", 1001, 1100))
     beta = query(run.outdir, "BETA")
     _assert_same(beta, _filter(everything, "chrA", 200, 650, "+"))
