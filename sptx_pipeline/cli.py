@@ -167,14 +167,17 @@ def _add_tracks(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scores", required=True)
     p.add_argument("--fasta", required=True)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--channels", type=_list, default=[])
+    p.add_argument("--channels", type=_list, default=[], help="comma-separated (default: all)")
+    p.add_argument("--workers", type=int, default=1, help="bigWig files written in parallel")
     p.set_defaults(func=_run_tracks)
 
 
 def _run_tracks(args: argparse.Namespace) -> None:
     from .tracks import write_tracks
 
-    write_tracks(args.scores, args.fasta, args.out, channels=args.channels or None)
+    write_tracks(
+        args.scores, args.fasta, args.out, channels=args.channels or None, workers=args.workers
+    )
 
 
 def _add_query(sub: argparse._SubParsersAction) -> None:

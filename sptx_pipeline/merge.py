@@ -1,0 +1,466 @@
+"""Merge per-window predictions into the user-facing ``scores/`` dataset and ``sites.parquet``.
+
+Windows are visited in store order (chrom, strand, tile), one prediction shard at a time, so
+memory is bounded by a shard plus one row-group buffer, never by a chromosome. Each window
+contributes the positions of its target that lie inside the selected gene bodies of its
+chrom/strand; index ``i`` of a window is genomic 0-based ``target_start + i`` on ``+`` and
+``target_end - 1 - i`` on ``-``. Outputs are written under temporary names and renamed at the end,
+so a failed merge leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+
+from . import store
+from .provenance import package_provenance
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_KEY = b"sptx_provenance"
+STRAND_DIR = {"+": "plus", "-": "minus"}
+SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
+ROW_GROUP_ROWS = 128 * 1024
+ROWS_PER_FILE = 64 * ROW_GROUP_ROWS
+
+
+# --------------------------------------------------------------------------- schemas and writers
+
+
+def scores_schema(channels: list[str], metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """``pos`` int64 then one float32 column per channel."""
+    fields = [pa.field("pos", pa.int64(), nullable=False)]
+    fields += [pa.field(name, pa.float32(), nullable=False) for name in channels]
+    return pa.schema(fields, metadata=metadata)
+
+
+def sites_schema(tissues: list[str], metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    fields = [
+        pa.field("chrom", pa.string()),
+        pa.field("pos", pa.int64()),
+        pa.field("strand", pa.string()),
+        pa.field("site_type", pa.string()),
+        pa.field("score", pa.float32()),
+    ]
+    fields += [pa.field(name, pa.float32()) for name in tissues]
+    fields.append(pa.field("gene_ids", pa.list_(pa.string())))
+    return pa.schema(fields, metadata=metadata)
+
+
+def parquet_writer(path: str | os.PathLike, schema: pa.Schema) -> pq.ParquetWriter:
+    """The writer settings of every results file: ZSTD, statistics (``pos`` pruning), v2 pages."""
+    return pq.ParquetWriter(
+        str(path),
+        schema,
+        compression="zstd",
+        compression_level=3,
+        write_statistics=True,
+        use_dictionary=False,
+    )
+
+
+def partition_dir(scores_dir: str | os.PathLike, chrom: str, strand: str) -> Path:
+    """``scores/chrom=<c>/strand=<plus|minus>`` for strand ``+``/``-``."""
+    return Path(scores_dir) / f"chrom={chrom}" / f"strand={STRAND_DIR[strand]}"
+
+
+class PartitionWriter:
+    """Buffers the rows of one (chrom, strand) partition and writes fixed-size row groups.
+
+    Rolls over to a new ``part-NNNNN.parquet`` every ``rows_per_file`` rows.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        row_group_rows: int = ROW_GROUP_ROWS,
+        rows_per_file: int = ROWS_PER_FILE,
+    ) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.rows_per_file = max(rows_per_file, row_group_rows)
+        self.buffer: list[np.ndarray] = []
+        self.buffered = 0
+        self.rows = 0
+        self._file_rows = 0
+        self._part = 0
+        self._writer: pq.ParquetWriter | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def add(self, block: np.ndarray) -> None:
+        """``block``: float64 ``[n, 1 + C]`` with pos in column 0, increasing."""
+        self.buffer.append(block)
+        self.buffered += len(block)
+        while self.buffered >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.rows == 0:  # a partition without positions leaves no empty directory behind
+            self.directory.rmdir()
+            if not any(self.directory.parent.iterdir()):
+                self.directory.parent.rmdir()
+
+    def _flush(self, n: int) -> None:
+        data = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+        head, rest = data[:n], data[n:]
+        self.buffer = [rest] if len(rest) else []
+        self.buffered = len(rest)
+        columns = [pa.array(head[:, 0].astype(np.int64))]
+        columns += [pa.array(head[:, j].astype(np.float32)) for j in range(1, head.shape[1])]
+        if self._writer is None or self._file_rows >= self.rows_per_file:
+            self._open_next()
+        table = pa.Table.from_arrays(columns, schema=self.schema)
+        self._writer.write_table(table, row_group_size=n)
+        self._file_rows += n
+        self.rows += n
+
+    def _open_next(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = self.directory / f"part-{self._part:05d}.parquet"
+        self._writer = parquet_writer(path, self.schema)
+        self._part += 1
+        self._file_rows = 0
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def target_positions(
+    target_start: int, target_end: int, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """0-based genomic positions of ``[target_start, target_end)`` inside the sorted, disjoint
+    intervals ``[starts, ends)``, increasing."""
+    lo = np.searchsorted(ends, target_start, side="right")
+    hi = np.searchsorted(starts, target_end, side="left")
+    pieces = [
+        np.arange(max(s, target_start), min(e, target_end), dtype=np.int64)
+        for s, e in zip(starts[lo:hi], ends[lo:hi], strict=True)
+    ]
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+
+
+def window_rows(
+    probabilities: np.ndarray, strand: str, target_start: int, target_end: int, genomic: np.ndarray
+) -> np.ndarray:
+    """Rows ``[pos (1-based), channels...]`` for a window's in-region positions ``genomic``."""
+    index = genomic - target_start if strand == "+" else target_end - 1 - genomic
+    values = probabilities[index].astype(np.float64)
+    return np.column_stack([genomic + 1, values])
+
+
+def _regions_by_partition(regions: pd.DataFrame) -> dict[tuple[str, str], tuple]:
+    out = {}
+    for (chrom, strand), group in regions.groupby(["chrom", "strand"], sort=False):
+        group = group.sort_values("start")
+        starts = group["start"].to_numpy(np.int64)
+        ends = group["end"].to_numpy(np.int64)
+        if len(starts) > 1 and np.any(starts[1:] < ends[:-1]):
+            raise ValueError(f"regions.parquet: overlapping regions on {chrom} {strand}")
+        out[(str(chrom), str(strand))] = (starts, ends)
+    return out
+
+
+# --------------------------------------------------------------------------- sites
+
+
+@dataclass
+class SiteFinder:
+    """Turns score rows into ``sites.parquet`` rows (acceptor/donor above a threshold)."""
+
+    channels: list[str]
+    genes: pd.DataFrame
+    min_score: float
+    tissues: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in ("acceptor", "donor") if c not in self.channels]
+        if missing:
+            raise ValueError(f"predictions have no {missing} channel(s): {self.channels}")
+        self.tissues = [c for c in self.channels if c not in SPLICE_CHANNELS]
+        self._genes = {
+            key: (
+                g["start"].to_numpy(np.int64),
+                g["end"].to_numpy(np.int64),
+                g["gene_id"].astype(str).to_numpy(),
+            )
+            for key, g in self.genes.groupby(["chrom", "strand"], sort=False)
+        }
+
+    def table(self, chrom: str, strand: str, rows: np.ndarray) -> pa.Table | None:
+        """Sites among ``rows`` (``[pos, channels...]``), ordered by pos, acceptor before donor."""
+        col = {name: j + 1 for j, name in enumerate(self.channels)}
+        parts = []
+        for site_type in ("acceptor", "donor"):
+            hit = rows[:, col[site_type]] >= self.min_score
+            if hit.any():
+                parts.append((site_type, rows[hit]))
+        if not parts:
+            return None
+        pos = np.concatenate([r[:, 0] for _, r in parts]).astype(np.int64)
+        score = np.concatenate([r[:, col[t]] for t, r in parts]).astype(np.float32)
+        kind = np.concatenate([np.full(len(r), t, dtype=object) for t, r in parts])
+        tissue = {t: np.concatenate([r[:, col[t]] for _, r in parts]) for t in self.tissues}
+        order = np.argsort(pos, kind="stable")
+        pos = pos[order]
+        columns: dict[str, Any] = {
+            "chrom": pa.array(np.full(len(pos), chrom, dtype=object), pa.string()),
+            "pos": pa.array(pos),
+            "strand": pa.array(np.full(len(pos), strand, dtype=object), pa.string()),
+            "site_type": pa.array(kind[order], pa.string()),
+            "score": pa.array(score[order]),
+        }
+        for t in self.tissues:
+            columns[t] = pa.array(tissue[t][order].astype(np.float32))
+        columns["gene_ids"] = pa.array(self._gene_ids(chrom, strand, pos), pa.list_(pa.string()))
+        return pa.Table.from_pydict(columns, schema=sites_schema(self.tissues))
+
+    def _gene_ids(self, chrom: str, strand: str, pos: np.ndarray) -> list[list[str]]:
+        """Selected genes on this strand whose 1-based inclusive body contains each ``pos``."""
+        ids: list[list[str]] = [[] for _ in range(len(pos))]
+        if (chrom, strand) not in self._genes:
+            return ids
+        starts, ends, gene_ids = self._genes[(chrom, strand)]
+        lo = np.searchsorted(pos, starts, side="left")
+        hi = np.searchsorted(pos, ends, side="right")
+        for g in np.flatnonzero(hi > lo):
+            for i in range(lo[g], hi[g]):
+                ids[i].append(gene_ids[g])
+        return ids
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def check_complete(predictions_zarr: str | os.PathLike) -> None:
+    """Refuse a prediction store with shards that have no done marker."""
+    if not Path(predictions_zarr).is_dir():
+        raise FileNotFoundError(f"{predictions_zarr} not found: run `predict` first")
+    probabilities = store.open_predictions(predictions_zarr)
+    shard_size = int(_group_attrs(predictions_zarr)["shard_size"])
+    total = store.n_shards(probabilities.shape[0], shard_size)
+    missing = [s for s in range(total) if not store.done_marker(predictions_zarr, s).exists()]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise RuntimeError(
+            f"{predictions_zarr}: {len(missing)} of {total} prediction shards are missing "
+            f"(no done marker: {shown}); run `predict` again to finish them before merging"
+        )
+
+
+def _group_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    return dict(zarr.open_group(str(path), mode="r").attrs)
+
+
+def _check_windows(windows: pd.DataFrame, n_windows: int, chunk_size: int) -> None:
+    if len(windows) != n_windows:
+        raise ValueError(
+            f"windows.parquet has {len(windows)} rows but predictions.zarr has {n_windows} "
+            "windows; they come from different runs"
+        )
+    if not np.array_equal(windows["window"].to_numpy(), np.arange(len(windows))):
+        raise ValueError("windows.parquet: `window` must be 0..n-1 in store order")
+    lengths = set((windows["target_end"] - windows["target_start"]).unique().tolist())
+    if lengths - {chunk_size}:
+        raise ValueError(
+            f"windows.parquet targets have lengths {sorted(lengths)} but predictions.zarr holds "
+            f"{chunk_size} positions per window; they come from different runs"
+        )
+    bad = set(windows["strand"].unique()) - set(STRAND_DIR)
+    if bad:
+        raise ValueError(f"windows.parquet: unknown strand values {sorted(bad)}")
+
+
+def _run_provenance(
+    predictions_zarr: str | os.PathLike, channels: list[str], provenance: dict | None
+) -> dict[bytes, bytes]:
+    attrs = _group_attrs(predictions_zarr)
+    record = {
+        "run": provenance or {},
+        "model": attrs.get("model", {}),
+        "channels": channels,
+        "chunk_size": attrs.get("chunk_size"),
+        "software": package_provenance(),
+    }
+    return {PROVENANCE_KEY: json.dumps(record, sort_keys=True, default=str).encode()}
+
+
+def merge(
+    windows_parquet: str | os.PathLike,
+    predictions_zarr: str | os.PathLike,
+    regions_parquet: str | os.PathLike,
+    genes_parquet: str | os.PathLike,
+    scores_dir: str | os.PathLike,
+    sites_parquet: str | os.PathLike,
+    sites_min_score: float = 0.1,
+    provenance: dict[str, Any] | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    rows_per_file: int = ROWS_PER_FILE,
+) -> dict[tuple[str, str], int]:
+    """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand)."""
+    check_complete(predictions_zarr)
+    probabilities = store.open_predictions(predictions_zarr)
+    attrs = _group_attrs(predictions_zarr)
+    channels = list(attrs["channels"])
+    shard_size = int(attrs["shard_size"])
+    windows = pd.read_parquet(windows_parquet)
+    _check_windows(windows, probabilities.shape[0], probabilities.shape[1])
+    regions = _regions_by_partition(pd.read_parquet(regions_parquet))
+    sites = SiteFinder(channels, pd.read_parquet(genes_parquet), sites_min_score)
+    metadata = _run_provenance(predictions_zarr, channels, provenance)
+
+    scores_dir, sites_parquet = Path(scores_dir), Path(sites_parquet)
+    tmp_scores = scores_dir.with_name(f".{scores_dir.name}.tmp-{os.getpid()}")
+    tmp_sites = sites_parquet.with_name(f".{sites_parquet.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp_scores, ignore_errors=True)
+    sites_parquet.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp_scores.mkdir(parents=True)
+        schema = scores_schema(channels, metadata)
+        sites_out = SitesWriter(tmp_sites, sites, metadata)
+        try:
+            counts = _write(
+                windows,
+                probabilities,
+                shard_size,
+                regions,
+                sites_out,
+                lambda key: PartitionWriter(
+                    partition_dir(tmp_scores, *key), schema, row_group_rows, rows_per_file
+                ),
+            )
+        finally:
+            sites_out.close()
+        _replace(tmp_scores, scores_dir)
+        os.replace(tmp_sites, sites_parquet)
+    except BaseException:
+        shutil.rmtree(tmp_scores, ignore_errors=True)
+        tmp_sites.unlink(missing_ok=True)
+        raise
+    log.info(
+        "merged %d positions in %d partitions into %s",
+        sum(counts.values()),
+        len(counts),
+        scores_dir,
+    )
+    return counts
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+class SitesWriter:
+    """Collects site rows per partition and writes ``sites.parquet`` in large row groups."""
+
+    def __init__(
+        self, path: Path, finder: SiteFinder, metadata: dict, row_group_rows: int = ROW_GROUP_ROWS
+    ) -> None:
+        self.finder = finder
+        self.row_group_rows = row_group_rows
+        self.writer = parquet_writer(path, sites_schema(finder.tissues, metadata))
+        self.pending: list[np.ndarray] = []
+        self.tables: list[pa.Table] = []
+        self.buffered = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        self.pending.append(rows)
+
+    def end_batch(self, key: tuple[str, str] | None) -> None:
+        """Turn the rows added since the last call (all of partition ``key``) into sites."""
+        if key is not None and self.pending:
+            table = self.finder.table(key[0], key[1], np.concatenate(self.pending))
+            if table is not None:
+                self.tables.append(table)
+                self.buffered += len(table)
+        self.pending = []
+        if self.buffered >= self.row_group_rows:
+            self._flush()
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+    def _flush(self) -> None:
+        if self.tables:
+            self.writer.write_table(pa.concat_tables(self.tables))
+        self.tables, self.buffered = [], 0
+
+
+def _write(
+    windows: pd.DataFrame,
+    probabilities: Any,
+    shard_size: int,
+    regions: dict[tuple[str, str], tuple],
+    sites: SitesWriter,
+    new_partition: Any,
+) -> dict[tuple[str, str], int]:
+    """The merge loop: shard by shard, window by window, partitions in window order."""
+    chroms = windows["chrom"].astype(str).to_numpy()
+    strands = windows["strand"].astype(str).to_numpy()
+    starts = windows["target_start"].to_numpy(np.int64)
+    ends = windows["target_end"].to_numpy(np.int64)
+    counts: dict[tuple[str, str], int] = {}
+    current: tuple[str, str] | None = None
+    writer: PartitionWriter | None = None
+    last_end = -1
+    for shard, lo, hi in store.shard_ranges(len(windows), shard_size):
+        block = np.asarray(probabilities[lo:hi])
+        for w in range(lo, hi):
+            key = (chroms[w], strands[w])
+            if key != current:
+                sites.end_batch(current)
+                if writer is not None:
+                    writer.close()
+                    counts[current] = writer.rows
+                if key in counts:
+                    raise ValueError(f"windows.parquet is not ordered: {key} appears twice")
+                current, last_end, writer = key, -1, new_partition(key)
+            if starts[w] < last_end:
+                raise ValueError(
+                    f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
+                    "window; tiles must be unique and increasing"
+                )
+            last_end = ends[w]
+            genomic = target_positions(starts[w], ends[w], *regions.get(key, _EMPTY))
+            if not len(genomic):
+                continue
+            rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
+            if np.isnan(rows[:, 1:]).any():
+                raise RuntimeError(
+                    f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
+                    "although its shard is marked done; delete that done marker and re-run "
+                    "predict"
+                )
+            writer.add(rows)
+            sites.add(rows)
+        sites.end_batch(current)
+        log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
+    if writer is not None:
+        writer.close()
+        counts[current] = writer.rows
+    return {k: v for k, v in counts.items() if v}
+
+
+_EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))

@@ -1,0 +1,233 @@
+"""Region queries over ``scores/`` with DuckDB.
+
+A region is ``chrom:start-end`` (1-based, inclusive, commas allowed), a bare contig, or a gene
+name or id from ``genes.parquet``. Only the files of the region's ``chrom=<c>/strand=<s>``
+partitions are opened (pruning through the path), and the ``pos`` range is a filter that DuckDB
+pushes into the Parquet reader, which skips row groups by their ``pos`` statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .merge import STRAND_DIR
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS = ["chrom", "pos", "strand"]
+FORMATS = ("table", "csv", "tsv", "parquet")
+_RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?$")
+_INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Region:
+    """1-based inclusive interval; ``strand`` None means both strands."""
+
+    chrom: str
+    start: int
+    end: int
+    strand: str | None = None
+    label: str = ""
+
+
+def scores_path(results_dir: str | os.PathLike) -> Path:
+    """``results_dir/scores``, or ``results_dir`` itself when it is the scores dataset."""
+    results_dir = Path(results_dir)
+    if any(results_dir.glob("chrom=*")):
+        return results_dir
+    scores = results_dir / "scores"
+    if not scores.is_dir():
+        raise FileNotFoundError(f"{scores} not found: is {results_dir} a pipeline outdir?")
+    return scores
+
+
+def partitions(scores_dir: Path) -> dict[tuple[str, str], list[str]]:
+    """``(chrom, '+'|'-') -> [parquet files]`` for every partition of ``scores/``."""
+    strand_of = {name: strand for strand, name in STRAND_DIR.items()}
+    out: dict[tuple[str, str], list[str]] = {}
+    for directory in sorted(scores_dir.glob("chrom=*/strand=*")):
+        strand = strand_of.get(directory.name.removeprefix("strand="))
+        files = sorted(str(p) for p in directory.glob("*.parquet"))
+        if strand and files:
+            out[(directory.parent.name.removeprefix("chrom="), strand)] = files
+    return out
+
+
+def parse_region(
+    text: str, contigs: set[str], genes_parquet: str | os.PathLike | None = None
+) -> Region:
+    """A :class:`Region` from ``chrom:start-end``, ``chrom:pos``, a bare contig, or a gene
+    name/id."""
+    text = text.strip()
+    if text in contigs:
+        return Region(text, 1, _INT64_MAX, None, text)
+    match = _RANGE.match(text)
+    if match:
+        chrom = match["chrom"]
+        start = int(match["start"].replace(",", ""))
+        end = int(match["end"].replace(",", "")) if match["end"] else start
+        if start < 1:
+            raise ValueError(f"region {text!r}: positions are 1-based, start must be >= 1")
+        if start > end:
+            raise ValueError(f"region {text!r} is reversed (start {start:,} > end {end:,})")
+        _check_contig(chrom, contigs)
+        return Region(chrom, start, end, None, text)
+    if ":" in text or not text:
+        raise ValueError(
+            f"malformed region {text!r}: use chrom:start-end (1-based, inclusive, "
+            "e.g. chr19:1,206,000-1,210,000), a contig name, or a gene name or id"
+        )
+    return gene_region(text, contigs, genes_parquet)
+
+
+def gene_region(name: str, contigs: set[str], genes_parquet: str | os.PathLike | None) -> Region:
+    """The body of a gene given by id (with or without version) or name, on its own strand."""
+    if genes_parquet is None or not Path(genes_parquet).exists():
+        raise ValueError(
+            f"{name!r} is not a contig with scores ({_shown(contigs)}) and there is no "
+            "genes.parquet to look it up as a gene"
+        )
+    genes = pd.read_parquet(
+        genes_parquet, columns=["gene_id", "gene_name", "chrom", "start", "end", "strand"]
+    )
+    unversioned = genes["gene_id"].astype(str).str.replace(r"\.\d+$", "", regex=True)
+    hit = genes[(genes["gene_id"] == name) | (unversioned == name) | (genes["gene_name"] == name)]
+    if hit.empty:
+        raise ValueError(
+            f"unknown contig or gene {name!r}: not a contig with scores ({_shown(contigs)}) "
+            f"and not a gene id or name in {genes_parquet}"
+        )
+    if len(hit) > 1:
+        raise ValueError(
+            f"gene name {name!r} is ambiguous ({', '.join(hit['gene_id'].astype(str))}); "
+            "use the gene id"
+        )
+    gene = hit.iloc[0]
+    _check_contig(str(gene["chrom"]), contigs)
+    label = f"{gene['gene_name']} ({gene['gene_id']})"
+    return Region(str(gene["chrom"]), int(gene["start"]), int(gene["end"]), gene["strand"], label)
+
+
+def _check_contig(chrom: str, contigs: set[str]) -> None:
+    if chrom not in contigs:
+        raise ValueError(f"unknown contig {chrom!r}: contigs with scores are {_shown(contigs)}")
+
+
+def _shown(names: set[str], limit: int = 20) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _channels(files: list[str]) -> list[str]:
+    return [name for name in pq.read_schema(files[0]).names if name != "pos"]
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def resolve(
+    results_dir: str | os.PathLike, region: str | Region, strand: str | None = None
+) -> tuple[Region, dict[tuple[str, str], list[str]]]:
+    """The parsed region (strand applied) and the partitions of ``scores/``."""
+    results_dir = Path(results_dir)
+    parts = partitions(scores_path(results_dir))
+    if not parts:
+        raise FileNotFoundError(f"no Parquet files under {scores_path(results_dir)}")
+    if strand not in (None, "+", "-"):
+        raise ValueError(f"strand must be '+' or '-', not {strand!r}")
+    if not isinstance(region, Region):
+        contigs = {chrom for chrom, _ in parts}
+        region = parse_region(region, contigs, results_dir / "genes.parquet")
+    if strand is not None:
+        region = Region(region.chrom, region.start, region.end, strand, region.label)
+    return region, parts
+
+
+def query(
+    results_dir: str | os.PathLike,
+    region: str | Region,
+    strand: str | None = None,
+    columns: list[str] | None = None,
+    min_score: float | None = None,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Scores in ``region`` as a DataFrame ``chrom, pos, strand, <channels>`` sorted by pos.
+
+    ``strand`` ('+'/'-') overrides a gene's strand; without one a coordinate region returns both
+    strands. ``min_score`` keeps rows whose acceptor or donor probability reaches it.
+    """
+    region, parts = resolve(results_dir, region, strand)
+    strands = [region.strand] if region.strand else ["+", "-"]
+    selected = [(s, parts[(region.chrom, s)]) for s in strands if (region.chrom, s) in parts]
+    if not selected:
+        log.warning("no scores on %s strand %s", region.chrom, region.strand)
+        first = next(iter(parts.values()))
+        return pd.DataFrame(columns=ID_COLUMNS + (columns or _channels(first)))
+    channels = _channels(selected[0][1])
+    wanted = _select_columns(columns, channels)
+    where = f"pos BETWEEN {int(region.start)} AND {int(region.end)}"
+    if min_score is not None:
+        missing = {"acceptor", "donor"} - set(channels)
+        if missing:
+            raise ValueError(f"min_score needs acceptor and donor columns; missing {missing}")
+        score = float(min_score)
+        where += f" AND (acceptor >= {score!r} OR donor >= {score!r})"
+    selects = [
+        f"SELECT {_sql_str(region.chrom)} AS chrom, pos, {_sql_str(s)} AS strand"
+        + "".join(f", {_ident(c)}" for c in wanted)
+        + f" FROM read_parquet([{', '.join(map(_sql_str, files))}]) WHERE {where}"
+        for s, files in selected
+    ]
+    sql = " UNION ALL ".join(selects) + " ORDER BY pos, strand"
+    con = connection or duckdb.connect()
+    try:
+        frame = con.execute(sql).fetchdf()
+    finally:
+        if connection is None:
+            con.close()
+    return frame
+
+
+def _select_columns(columns: list[str] | None, channels: list[str]) -> list[str]:
+    if not columns:
+        return channels
+    wanted = [c for c in columns if c not in ID_COLUMNS]
+    unknown = [c for c in wanted if c not in channels]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; available: {', '.join(channels)}")
+    return wanted
+
+
+def write_result(frame: pd.DataFrame, fmt: str, output: str | os.PathLike | None = None) -> None:
+    """Write a query result as an aligned table, CSV, TSV or Parquet (file or standard output)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if output is None:
+            raise ValueError("parquet output needs a file: pass -o/--output")
+        frame.to_parquet(output, index=False)
+        return
+    if fmt == "table":
+        text = frame.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(frame) else ""
+        text = (text or "(no rows)") + "\n"
+    else:
+        text = frame.to_csv(index=False, sep="," if fmt == "csv" else "\t")
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)

@@ -1,0 +1,137 @@
+"""bigWig tracks from ``scores/``: one file per channel and strand (``acceptor.plus.bw``, ...).
+
+Chromosome sizes come from the FASTA index (pyfaidx). Entries are written chromosome by
+chromosome in FASTA order, sorted by position, one base each (adjacent positions with the same
+value are merged into one entry), so they never overlap; the Parquet files are read in batches,
+so memory stays bounded by a batch. Values are stored as float32, exactly the Parquet values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pybigtools
+import pyfaidx
+
+from .merge import STRAND_DIR
+from .query import partitions, scores_path
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 1 << 20
+
+
+def chrom_sizes(fasta: str | os.PathLike) -> dict[str, int]:
+    """Contig lengths in FASTA order, from the ``.fai`` index (built if missing)."""
+    with pyfaidx.Fasta(str(fasta), rebuild=False) as genome:
+        return {name: len(genome[name]) for name in genome.keys()}
+
+
+def track_name(channel: str, strand: str) -> str:
+    return f"{channel}.{STRAND_DIR[strand]}.bw"
+
+
+def runs(pos: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """bedGraph runs ``(start0, end0, value)`` merging adjacent positions of equal value."""
+    if not len(pos):
+        return pos, pos, values
+    breaks = np.flatnonzero((np.diff(pos) != 1) | (values[1:] != values[:-1])) + 1
+    first = np.concatenate([[0], breaks])
+    last = np.concatenate([breaks - 1, [len(pos) - 1]])
+    return pos[first] - 1, pos[last], values[first]
+
+
+def _entries(
+    files_by_chrom: dict[str, list[str]], sizes: dict[str, int], channel: str
+) -> Iterator[tuple[str, int, int, float]]:
+    for chrom in sizes:
+        last_end = 0
+        for path in files_by_chrom.get(chrom, []):
+            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=["pos", channel]):
+                pos = batch.column(0).to_numpy()
+                values = batch.column(1).to_numpy().astype(np.float32)
+                if pos[0] <= last_end or np.any(np.diff(pos) <= 0):
+                    raise ValueError(f"{path}: pos is not strictly increasing")
+                if pos[-1] > sizes[chrom]:
+                    raise ValueError(
+                        f"{path}: position {pos[-1]} is beyond the end of {chrom} "
+                        f"({sizes[chrom]} in the FASTA index): is this the run's FASTA?"
+                    )
+                last_end = int(pos[-1])
+                starts, ends, vals = runs(pos, values)
+                yield from zip(
+                    [chrom] * len(starts),
+                    starts.tolist(),
+                    ends.tolist(),
+                    vals.tolist(),
+                    strict=True,
+                )
+
+
+def write_tracks(
+    scores_dir: str | os.PathLike,
+    fasta: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    channels: list[str] | None = None,
+    workers: int = 1,
+) -> list[Path]:
+    """Write ``<channel>.<plus|minus>.bw`` for each channel and strand that has scores.
+
+    A strand without any scores gets no file (a bigWig cannot be empty); that is logged.
+    Files are written into a temporary directory and moved into ``out_dir`` at the end;
+    ``workers`` > 1 writes that many files at once in separate processes.
+    """
+    scores = scores_path(scores_dir)
+    parts = partitions(scores)
+    if not parts:
+        raise FileNotFoundError(f"no Parquet files under {scores}")
+    sizes = chrom_sizes(fasta)
+    unknown = sorted({chrom for chrom, _ in parts} - set(sizes))
+    if unknown:
+        raise ValueError(
+            f"contigs {unknown} of {scores} are not in {fasta}: is this the run's FASTA?"
+        )
+    available = [n for n in pq.read_schema(next(iter(parts.values()))[0]).names if n != "pos"]
+    channels = list(channels or available)
+    missing = [c for c in channels if c not in available]
+    if missing:
+        raise ValueError(f"unknown channel(s) {missing}; available: {', '.join(available)}")
+
+    out_dir = Path(out_dir)
+    tmp = out_dir / f".tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    jobs = []
+    for strand in STRAND_DIR:
+        files = {chrom: f for (chrom, s), f in parts.items() if s == strand}
+        if not files:
+            log.warning("no scores on strand %s: no %s tracks written", strand, strand)
+            continue
+        jobs += [(tmp / track_name(c, strand), files, sizes, c) for c in channels]
+    try:
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+                list(pool.map(_write_one, *zip(*jobs, strict=True)))
+        else:
+            for job in jobs:
+                _write_one(*job)
+        for path, *_ in jobs:
+            os.replace(path, out_dir / path.name)
+            log.info("wrote %s", out_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / path.name for path, *_ in jobs]
+
+
+def _write_one(
+    path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str
+) -> None:
+    """One bigWig file (a separate process when ``workers`` > 1)."""
+    pybigtools.open(str(path), "w").write(sizes, _entries(files, sizes, channel))
