@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
-from results_fixtures import GENES, SPLICEAI_CHANNELS, build_run
+from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run
 
 from sptx_pipeline.plot import plot_region
 from sptx_pipeline.query import query

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from results_fixtures import build_run
+from tests.results_fixtures import build_run
 
 from sptx_pipeline.cli import main
 from sptx_pipeline.query import query, write_result

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pybigtools
 import pytest
-from results_fixtures import CHROM_SIZES, build_run
+from tests.results_fixtures import CHROM_SIZES, build_run
 
 from sptx_pipeline.tracks import runs, write_tracks
 
