@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run, write_inputs
 
 from sptx_pipeline import store
 from sptx_pipeline.merge import PROVENANCE_KEY, merge
+from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run, write_inputs
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
-from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run
 
 from sptx_pipeline.plot import plot_region
 from sptx_pipeline.query import query
+from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tests.results_fixtures import build_run
 
 from sptx_pipeline.cli import main
 from sptx_pipeline.query import query, write_result
+from tests.results_fixtures import build_run
 
 ROW_GROUP = 64
 PER_FILE = 300

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pybigtools
 import pytest
-from tests.results_fixtures import CHROM_SIZES, build_run
 
 from sptx_pipeline.tracks import runs, write_tracks
+from tests.results_fixtures import CHROM_SIZES, build_run
 
 
 @pytest.fixture(scope="module")
