@@ -7,10 +7,14 @@ on each side (N beyond the contig), reverse-complemented on the minus strand.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pyfaidx
 import torch
+
+log = logging.getLogger(__name__)
 
 _TOKENS = np.full(256, 4, dtype=np.uint8)
 for _i, _base in enumerate("ACGT"):
@@ -65,10 +69,11 @@ def score_genes(model, fasta_path: str, genes: pd.DataFrame, chunk: int) -> pd.D
     """Scores over the gene bodies in ``genes`` (``chrom, start, end, strand``; 1-based inclusive),
     each (chrom, strand, pos) once."""
     fasta = pyfaidx.Fasta(fasta_path)
-    parts = [
-        score_interval(model, fasta, g.chrom, g.start - 1, g.end, g.strand, chunk)
-        for g in genes.itertuples()
-    ]
+    parts = []
+    for n, g in enumerate(genes.itertuples(), start=1):
+        log.info("scoring %s (%s, %d nt), gene %d of %d", g.gene_name, g.strand,
+                 g.end - g.start + 1, n, len(genes))  # fmt: skip
+        parts.append(score_interval(model, fasta, g.chrom, g.start - 1, g.end, g.strand, chunk))
     return pd.concat(parts, ignore_index=True).drop_duplicates(["chrom", "strand", "pos"])
 
 
