@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from sptx_pipeline.models.loading import ONEHOT_CONV
+
 FULL = {}  # the published geometry: multimolecule's defaults
 TINY = dict(
     context=60,
@@ -58,7 +60,7 @@ def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 fan_in = tensor[0].numel() if tensor.dim() > 1 else tensor.numel()
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in**0.5)
-            if name.endswith("conv1.weight") and tensor.shape[1] == 5:
+            if ONEHOT_CONV.match(name):
                 tensor[:, 4] = 0
     return model.eval()
 
@@ -102,3 +104,52 @@ def mm_real_flank_logits(mm, tokens: torch.Tensor) -> torch.Tensor:
 def n_flanked(tokens: torch.Tensor, flank: int) -> torch.Tensor:
     """``N * flank + tokens + N * flank``."""
     return F.pad(tokens, (flank, flank), value=4)
+
+
+def to_original_state_dict(mm, legacy_names: bool = True) -> dict[str, torch.Tensor]:
+    """multimolecule weights under the original checkpoint's key names (the inverse mapping).
+
+    Adds what the original file carries and the model ignores: the encoders' own output heads
+    and BatchNorm counters. One-hot convs get the original 4 input channels (A, C, G, T).
+    """
+    import re
+
+    layer = "attn.attn.layers.layers"
+    rules = (
+        (
+            r"^feature_encoders\.(\d+)\.resblocks\.(\d+)\.norm([12])\.",
+            r"encoder.\1.resblocks.\2.bn\3.",
+        ),
+        (r"^feature_encoders\.", "encoder."),
+        (r"^projection\.conv1\.", "conv1.0."),
+        (r"^projection\.conv2\.", "conv1.1."),
+        (r"^projection\.conv\.", "conv2."),
+        (
+            r"^encoder\.position_embeddings\.weights\.(\d)$",
+            r"attn.pos_emb.weights_\1" if legacy_names else r"attn.pos_emb.weights.\1",
+        ),
+        (r"^encoder\.layer_norm\.", "attn.norm."),
+        (r"^encoder\.layer\.(\d+)\.attention\.layer_norm\.", layer + r".\1.0.norm."),
+        (r"^encoder\.layer\.(\d+)\.attention\.self\.query\.", layer + r".\1.0.fn.to_q."),
+        (r"^encoder\.layer\.(\d+)\.attention\.self\.key_value\.", layer + r".\1.0.fn.to_kv."),
+        (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", layer + r".\1.0.fn.to_out."),
+        (r"^encoder\.layer\.(\d+)\.intermediate\.layer_norm\.", layer + r".\1.1.norm."),
+        (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", layer + r".\1.1.fn.fn.w1."),
+        (r"^encoder\.layer\.(\d+)\.output\.dense\.", layer + r".\1.1.fn.fn.w2."),
+        (r"^prediction\.", ""),
+    )
+    state = {}
+    for name, value in mm.state_dict().items():
+        for pattern, replacement in rules:
+            new, count = re.subn(pattern, replacement, name)
+            if count:
+                break
+        else:
+            raise AssertionError(f"no original name for {name}")
+        if ONEHOT_CONV.match(name):
+            value = value[:, :4]
+        state[new] = value.clone()
+    for i, _ in enumerate(mm.feature_encoders):
+        state[f"encoder.{i}.splice_output.weight"] = torch.randn(3, 4, 1)
+        state[f"encoder.{i}.tissue_output.bias"] = torch.randn(15)
+    return state

@@ -104,7 +104,7 @@ class SpTransformerConfig:
 
     @classmethod
     def from_multimolecule(cls, config: Mapping[str, Any]) -> SpTransformerConfig:
-        """Read a multimolecule ``config.json`` (a dict); placeholder tissue names get the official ones."""
+        """Read a multimolecule ``config.json`` dict; placeholder tissue names become official."""
         if config.get("model_type") != "sptransformer":
             raise ValueError(
                 f"config model_type is {config.get('model_type')!r}, not 'sptransformer': "
@@ -225,7 +225,7 @@ class FeatureEncoder(nn.Module):
         self.conv1 = nn.Conv1d(5, width, 1)
         self.skip = nn.Conv1d(width, width, 1)
         self.resblocks = nn.ModuleList(
-            ResidualBlock(width, k, d, eps) for k, d in zip(KERNEL_SIZES, DILATIONS)
+            ResidualBlock(width, k, d, eps) for k, d in zip(KERNEL_SIZES, DILATIONS, strict=True)
         )
         self.convs = nn.ModuleList(nn.Conv1d(width, width, 1) for _ in range(len(DILATIONS) // 4))
 
@@ -254,7 +254,7 @@ class Projection(nn.Module):
         self.conv = nn.Conv1d(features, config.attention_hidden_size, 1)
 
     def input_table(self) -> torch.Tensor:
-        """The input path composed with its share of the fusion conv: ``[5, attention]`` per token."""
+        """Input path composed with its share of the fusion conv: ``[5, attention]`` per token."""
         inner = _onehot_table(self.conv1) + self.conv1.bias
         inner = F.linear(inner, self.conv2.weight[:, :, 0], self.conv2.bias)
         return F.linear(inner, self.conv.weight[:, -self.conv2.out_channels :, 0])
