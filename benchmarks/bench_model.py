@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import tempfile
 import threading
@@ -54,6 +55,7 @@ class PeakRSS:
     """Peak resident memory above the level at entry (CPU), sampled every 2 ms."""
 
     def __enter__(self) -> PeakRSS:
+        _release_free_memory()
         self.base = self.peak = self._rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -77,6 +79,12 @@ class PeakRSS:
     @property
     def gib(self) -> float:
         return (self.peak - self.base) / 2**30
+
+
+def _release_free_memory() -> None:
+    """Give cached free heap back to the OS, so the next peak is measured from a true baseline."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def timed(run, device: torch.device) -> tuple[float, float]:

@@ -316,36 +316,50 @@ class TransformerLayer(nn.Module):
         self.local_heads = config.num_local_attention_heads
         self.bucket = config.bucket_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """``rows``: the bucket range ``[first, last)`` whose outputs are wanted (default all).
+
+        Keys and values always cover the whole sequence; only queries, the MLP and the
+        residual stream are restricted, so the wanted outputs are unchanged.
+        """
+        buckets = x.shape[1] // self.bucket
+        first, last = rows or (0, buckets)
         att = self.attention
         h = F.layer_norm(x, x.shape[-1:], att.layer_norm.weight, att.layer_norm.bias)
-        x = x + F.linear(self._attend(h), att.output.dense.weight, att.output.dense.bias)
+        x = x[:, first * self.bucket : last * self.bucket]
+        attended = self._attend(h, first, last)
+        x = x + F.linear(attended, att.output.dense.weight, att.output.dense.bias)
         mid = self.intermediate
         h = F.layer_norm(x, x.shape[-1:], mid.layer_norm.weight, mid.layer_norm.bias)
         h = F.gelu(F.linear(h, mid.dense.weight, mid.dense.bias))
         return x + F.linear(h, self.output.dense.weight, self.output.dense.bias)
 
-    def _attend(self, h: torch.Tensor) -> torch.Tensor:
+    def _attend(self, h: torch.Tensor, first: int, last: int) -> torch.Tensor:
         batch, length, dim = h.shape
         buckets, head_dim = length // self.bucket, dim // self.heads
         weight = torch.cat([self.attention.self.query.weight, self.attention.self.key_value.weight])
         qkv = F.linear(h, weight).view(batch, buckets, self.bucket, 3, self.heads, head_dim)
         # -> 3 x [batch, heads, buckets, bucket, head_dim]
         q, k, v = qkv.permute(3, 0, 4, 1, 2, 5).unbind(0)
+        q = q[:, :, first:last]
         lh = self.local_heads
         outs = []
         if lh:
-            outs.append(_local_attention(q[:, :lh], k[:, :lh], v[:, :lh]))
+            outs.append(_local_attention(q[:, :lh], k[:, :lh], v[:, :lh], first))
         if lh < self.heads:
-            outs.append(_sorted_bucket_attention(q[:, lh:], k[:, lh:], v[:, lh:]))
+            outs.append(_sorted_bucket_attention(q[:, lh:], k[:, lh:], v[:, lh:], first))
         out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
-        return out.permute(0, 2, 3, 1, 4).reshape(batch, length, dim)
+        return out.permute(0, 2, 3, 1, 4).reshape(batch, (last - first) * self.bucket, dim)
 
 
-def _neighbours(x: torch.Tensor) -> torch.Tensor:
-    """``[N, buckets, W, D]`` -> every bucket with both neighbours: ``[N, buckets, 3W, D]``."""
+def _neighbours(x: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """Buckets ``first..last-1`` of ``[N, buckets, W, D]``, each with its left and right
+    neighbour (zeros beyond the ends): ``[N, last - first, 3W, D]``."""
     padded = F.pad(x, (0, 0, 0, 0, 1, 1))
-    return torch.cat([padded[:, :-2], padded[:, 1:-1], padded[:, 2:]], dim=2)
+    return torch.cat(
+        [padded[:, first:last], padded[:, first + 1 : last + 1], padded[:, first + 2 : last + 2]],
+        dim=2,
+    )
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -353,36 +367,47 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return F.scaled_dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5)
 
 
-def _local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Each bucket attends to itself and its neighbours; keys beyond the sequence are masked.
+def _local_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int = 0
+) -> torch.Tensor:
+    """Query buckets ``first..`` attend to their own and neighbouring key buckets; keys beyond
+    the sequence are masked.
 
     Only the first and last bucket have a missing neighbour: they are recomputed over their
     existing keys, which equals masking, and keeps every call on the unmasked fused kernel.
     """
-    batch, heads, buckets, width, head_dim = q.shape
-    q, k, v = (t.reshape(batch * heads, buckets, width, head_dim) for t in (q, k, v))
-    out = _attention(q, _neighbours(k), _neighbours(v))
-    ends = (0, buckets - 1) if buckets > 1 else (0,)
-    for bucket in ends:
+    batch, heads, rows, width, head_dim = q.shape
+    buckets = k.shape[2]
+    q = q.reshape(batch * heads, rows, width, head_dim)
+    k, v = (t.reshape(batch * heads, buckets, width, head_dim) for t in (k, v))
+    last = first + rows
+    out = _attention(q, _neighbours(k, first, last), _neighbours(v, first, last))
+    for bucket in sorted({0, buckets - 1} & set(range(first, last))):
         lo, hi = max(bucket - 1, 0), min(bucket + 2, buckets)
         keys = k[:, lo:hi].reshape(batch * heads, 1, -1, head_dim)
         values = v[:, lo:hi].reshape(batch * heads, 1, -1, head_dim)
-        out[:, bucket : bucket + 1] = _attention(q[:, bucket : bucket + 1], keys, values)
-    return out.view(batch, heads, buckets, width, head_dim)
+        row = bucket - first
+        out[:, row : row + 1] = _attention(q[:, row : row + 1], keys, values)
+    return out.view(batch, heads, rows, width, head_dim)
 
 
-def _sorted_bucket_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Sinkhorn heads as the checkpoint uses them: top-1 bucket sort, values are the sorted keys."""
-    batch, heads, buckets, width, head_dim = q.shape
+def _sorted_bucket_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int = 0
+) -> torch.Tensor:
+    """Sinkhorn heads as the checkpoint uses them: top-1 bucket sort, values are the sorted keys.
+
+    ``q`` holds the query buckets ``first..``; ``k`` and ``v`` all buckets.
+    """
+    batch, heads, rows, width, head_dim = q.shape
     scores = q.mean(dim=3) @ k.mean(dim=3).transpose(-1, -2) * head_dim**-0.5
-    weight, index = scores.softmax(dim=-1).topk(1, dim=-1)  # [batch, heads, buckets, 1]
+    weight, index = scores.softmax(dim=-1).topk(1, dim=-1)  # [batch, heads, rows, 1]
     index = index[..., None].expand(-1, -1, -1, width, head_dim)
     sorted_k = torch.gather(k, 2, index) * weight[..., None]
-    keys = torch.cat([sorted_k, k], dim=3)
-    values = torch.cat([sorted_k, v], dim=3)
-    flat = (batch * heads, buckets, -1, head_dim)
+    keys = torch.cat([sorted_k, k[:, :, first : first + rows]], dim=3)
+    values = torch.cat([sorted_k, v[:, :, first : first + rows]], dim=3)
+    flat = (batch * heads, rows, -1, head_dim)
     out = _attention(q.reshape(flat), keys.reshape(flat), values.reshape(flat))
-    return out.view(batch, heads, buckets, width, head_dim)
+    return out.view(batch, heads, rows, width, head_dim)
 
 
 class Encoder(nn.Module):
@@ -394,10 +419,21 @@ class Encoder(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(config.attention_hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Hidden states ``[B, S, A]`` -> normalised outputs for positions ``[start, end)``.
+
+        Every layer but the last needs all positions (they are the next layer's keys); the last
+        one computes only the buckets that hold the wanted positions.
+        """
+        end = x.shape[1] if end is None else end
+        bucket = self.position_embeddings.weights[1].shape[2]
+        rows = (start // bucket, -(-end // bucket))
         x = x + self.position_embeddings().to(x.dtype)
-        for layer in self.layer:
-            x = layer(x)
+        for i, layer in enumerate(self.layer):
+            x = layer(x, rows if i == len(self.layer) - 1 else None)
+        if not len(self.layer):
+            x = x[:, rows[0] * bucket : rows[1] * bucket]
+        x = x[:, start - rows[0] * bucket : end - rows[0] * bucket]
         return F.layer_norm(x, x.shape[-1:], self.layer_norm.weight, self.layer_norm.bias)
 
 
@@ -438,9 +474,8 @@ class SpTransformer(ScoringModel):
         target, odd, seq = length - 2 * self.flank, length & 1, self.max_seq_len
         left = (-(length - seq)) // 2  # centre crop/pad of the features to max_seq_len
         x = self._fused_input(tokens, left, left + odd)
-        x = self.encoder(x)
         out_left = (-(seq - target)) // 2  # centre crop/pad of the output to the target
-        x = _pad_or_crop(x, min(out_left + odd, 0), min(out_left, 0), dim=1)
+        x = self.encoder(x, max(-(out_left + odd), 0), seq - max(-out_left, 0))
         logits = self.prediction(x)
         return _pad_or_crop(logits, max(out_left + odd, 0), max(out_left, 0), dim=1)
 
