@@ -492,9 +492,3 @@ class SpTransformer(ScoringModel):
         path = F.embedding(cropped, self.projection.input_table())
         return fused + _pad_or_crop(path, max(left, 0), max(right, 0), dim=1)
 
-
-def build_model(config: SpTransformerConfig | Mapping[str, Any] | None = None) -> SpTransformer:
-    """An SpTransformer with uninitialised weights from a config (ours or a multimolecule dict)."""
-    if isinstance(config, Mapping):
-        config = SpTransformerConfig.from_multimolecule(config)
-    return SpTransformer(config)
