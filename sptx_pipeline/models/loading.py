@@ -140,7 +140,10 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(
-            f"{path} is neither a model directory nor a readable original checkpoint: {err}"
+            f"{path} is neither a model directory nor a readable original checkpoint: {err}. "
+            "Only tensors are unpickled (weights_only); if this is a trusted checkpoint that "
+            "also pickles other objects, re-save just its tensors: torch.save(torch.load(path, "
+            "weights_only=False)['state_dict'], 'plain.ckpt')"
         ) from err
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]

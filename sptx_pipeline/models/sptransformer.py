@@ -491,4 +491,3 @@ class SpTransformer(ScoringModel):
         cropped = _pad_or_crop(tokens, min(left, 0), min(right, 0), dim=1)
         path = F.embedding(cropped, self.projection.input_table())
         return fused + _pad_or_crop(path, max(left, 0), max(right, 0), dim=1)
-
