@@ -79,18 +79,9 @@ def _add_model_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_model_info(args: argparse.Namespace) -> None:
-    from .models import load_model
+    from .models import describe_model
 
-    model = load_model(args.model)
-    info = json.dumps(
-        {
-            "source": args.model,
-            "flank": model.flank,
-            "channels": list(model.channels),
-            "default_chunk_size": model.default_chunk_size,
-        },
-        indent=1,
-    )
+    info = json.dumps({"source": args.model, **describe_model(args.model)}, indent=1)
     print(info)
     if args.out:
         from pathlib import Path
@@ -100,6 +91,26 @@ def _run_model_info(args: argparse.Namespace) -> None:
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(info + "\n")
         tmp.replace(out)
+
+
+def _add_random_checkpoint(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "random-checkpoint",
+        help="write an SpTransformer with RANDOM weights (testing/offline demo only)",
+        description="Write config.json + model.safetensors with random weights in multimolecule "
+        "format. For tests and offline demos only: its predictions are meaningless.",
+    )
+    p.add_argument("directory")
+    p.add_argument("--tiny", action="store_true", help="a small fast geometry (flank 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_random_checkpoint)
+
+
+def _run_random_checkpoint(args: argparse.Namespace) -> None:
+    from .models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
+
+    overrides = TINY_CONFIG if args.tiny else {}
+    write_random_checkpoint(args.directory, seed=args.seed, **overrides)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -231,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_genes,
         _add_tile,
         _add_model_info,
+        _add_random_checkpoint,
         _add_predict,
         _add_merge,
         _add_tracks,

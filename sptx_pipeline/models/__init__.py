@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .base import PRECISIONS, ScoringModel, postprocess
 
 DEFAULT_MODEL = "multimolecule/sptransformer"
 
-__all__ = ["DEFAULT_MODEL", "ScoringModel", "load_model", "postprocess"]
+__all__ = ["DEFAULT_MODEL", "ScoringModel", "describe_model", "load_model", "postprocess"]
 
 
 def load_model(
@@ -32,3 +34,40 @@ def load_model(
         model = load_sptransformer(source)
     model.precision = precision
     return model.to(torch.device(device)).eval()
+
+
+def describe_model(source: str = DEFAULT_MODEL) -> dict[str, Any]:
+    """``flank``, ``channels`` and ``default_chunk_size`` of a model, from its config only.
+
+    Reads no weights where the source has a config (hub id: only ``config.json`` is fetched);
+    an original ``.ckpt`` file is read, since its geometry is only in its tensors.
+    """
+    source = str(source)
+    if source == "spliceai" or source.startswith("spliceai:"):
+        return _describe_spliceai()
+    from .loading import resolve_config_dir
+    from .sptransformer import SpTransformer
+
+    directory = resolve_config_dir(source)
+    if directory is None:
+        model = load_model(source)
+        flank, channels, chunk = model.flank, model.channels, model.default_chunk_size
+    else:
+        from .loading import read_config
+
+        config = read_config(directory)
+        flank, channels, chunk = config.flank, config.channels, SpTransformer.default_chunk_size
+    return {"flank": flank, "channels": list(channels), "default_chunk_size": chunk}
+
+
+def _describe_spliceai() -> dict[str, Any]:
+    try:
+        from .spliceai import SPLICEAI_CHANNELS, SPLICEAI_CHUNK_SIZE, SPLICEAI_FLANK
+    except ImportError:  # the SpliceAI module is optional; these are SpliceAI-10k's constants
+        SPLICEAI_FLANK, SPLICEAI_CHUNK_SIZE = 5000, 5000
+        SPLICEAI_CHANNELS = ("no_splice", "acceptor", "donor")
+    return {
+        "flank": SPLICEAI_FLANK,
+        "channels": list(SPLICEAI_CHANNELS),
+        "default_chunk_size": SPLICEAI_CHUNK_SIZE,
+    }
