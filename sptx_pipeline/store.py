@@ -9,8 +9,10 @@ exists; the marker is written after the data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,34 @@ def mark_done(path: str | os.PathLike, shard: int, info: dict[str, Any]) -> None
 def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
     marker = done_marker(path, shard)
     return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def array_sha256(data: np.ndarray) -> str:
+    """SHA-256 of an array's values (C order): a checksum independent of codec and file layout."""
+    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def done_shards(path: str | os.PathLike) -> set[int]:
+    """Shards that have a done marker (their data is not verified here)."""
+    folder = Path(path) / DONE_DIR
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()}
+
+
+def missing_shards(path: str | os.PathLike) -> list[int]:
+    """Shards of a prediction store that have no done marker, in order."""
+    arr = open_predictions(path)
+    shard_size = int(zarr.open_group(str(path), mode="r").attrs["shard_size"])
+    done = done_shards(path)
+    return [s for s in range(n_shards(arr.shape[0], shard_size)) if s not in done]
+
+
+def clear_done(path: str | os.PathLike, shard: int) -> None:
+    """Remove a shard's done marker (before recomputing it)."""
+    done_marker(path, shard).unlink(missing_ok=True)
+
+
+def remove_store(path: str | os.PathLike) -> None:
+    """Delete a store directory (a prediction store being started afresh)."""
+    shutil.rmtree(path, ignore_errors=False)
