@@ -27,6 +27,7 @@ import dask
 import numpy as np
 import torch
 import zarr
+from dask.base import tokenize
 from distributed import as_completed
 from tqdm import tqdm
 
@@ -434,7 +435,7 @@ def predict(
         windows=str(windows_path),
         predictions=str(predictions_path),
         model=model,
-        model_key=identity["weights_sha256"] + identity["class"],
+        model_key=f"{identity['weights_sha256']}-{tokenize(model)}",
         device=device,
         precision=precision,
         batch_size=batch_size,
