@@ -190,6 +190,7 @@ def process_shard(job: ShardJob, shard: int, start: int, stop: int) -> dict[str,
     model = _worker_model(job, device)
     window_tokens = tokens[start:stop]
     values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
+    store.clear_shard(predictions, shard)  # a damaged old shard would be read back on write
     predictions[start:stop] = values
     seconds = time.perf_counter() - began
     store.mark_done(

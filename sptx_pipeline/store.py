@@ -146,6 +146,14 @@ def missing_shards(path: str | os.PathLike) -> list[int]:
     return [s for s in range(n_shards(arr.shape[0], shard_size)) if s not in done]
 
 
+def clear_shard(arr: zarr.Array, shard: int) -> None:
+    """Delete a shard's stored object, so that rewriting it never reads damaged bytes."""
+    from zarr.core.sync import sync
+
+    key = arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))
+    sync(arr.store.delete(f"{arr.path}/{key}"))
+
+
 def clear_done(path: str | os.PathLike, shard: int) -> None:
     """Remove a shard's done marker (before recomputing it)."""
     done_marker(path, shard).unlink(missing_ok=True)

@@ -118,11 +118,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     from sptx_pipeline.inference import predict
+    from tests.stand_in_model import StandInFactory as Factory  # not __main__'s: same identity
 
     summary = predict(
         args.windows,
         args.predictions,
-        StandInFactory(seed=args.seed, sleep=args.sleep),
+        Factory(seed=args.seed, sleep=args.sleep),
         device="cpu",
         batch_size=args.batch_size,
         cluster=args.cluster,
