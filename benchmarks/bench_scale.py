@@ -46,28 +46,35 @@ def model_only(factory: StandInFactory, tokens, batch_size: int, threads: int) -
     return min(times)
 
 
-def throughput(workdir: Path) -> None:
+def throughput(workdir: Path, rounds: int) -> None:
+    """Best of ``rounds`` alternating measurements (a shared machine's load comes and goes)."""
     factory = StandInFactory(flank=100, hidden=192)
     windows = workdir / "throughput.zarr"
     tokens = make_windows(windows, n_windows=768, shard_size=32, chunk_size=1000, flank=100)
     cores = dask.system.CPU_COUNT
-    single = len(tokens) / model_only(factory, tokens, 16, threads=1)
-    reference = len(tokens) / model_only(factory, tokens, 16, threads=cores)
-    print(f"model alone, 1 torch thread:   {single:8.1f} windows/s")
-    print(f"model alone, {cores} torch threads:  {reference:8.1f} windows/s")
-    ideal = {1: reference, 2: 2 * single}  # the same torch threads in total, no Dask, no I/O
+    best: dict[str, float] = {}
+    for round_ in range(rounds):
+        rates = {
+            "single": len(tokens) / model_only(factory, tokens, 16, threads=1),
+            "all": len(tokens) / model_only(factory, tokens, 16, threads=cores),
+        }
+        for n_workers in (1, 2):
+            summary = predict(
+                windows, workdir / f"t-{n_workers}-{round_}.p.zarr", factory, device="cpu",
+                batch_size=16, cluster={"type": "local", "n_workers": n_workers}, progress=False,
+            )  # fmt: skip
+            rates[f"predict{n_workers}"] = summary["windows_per_s"]
+        best = {key: max(rate, best.get(key, 0.0)) for key, rate in rates.items()}
+    print(f"best of {rounds} rounds, 768 windows of T=1000, flank 100, shards of 32:")
+    print(f"model alone, 1 torch thread:   {best['single']:8.1f} windows/s")
+    print(f"model alone, {cores} torch threads:  {best['all']:8.1f} windows/s")
+    ideal = {1: best["all"], 2: 2 * best["single"]}  # same torch threads in total, no Dask/I/O
     for n_workers in (1, 2):
-        out = workdir / f"throughput-{n_workers}.p.zarr"
-        summary = predict(
-            windows, out, factory, device="cpu", batch_size=16,
-            cluster={"type": "local", "n_workers": n_workers}, progress=False,
-        )  # fmt: skip
-        rate = summary["windows_per_s"]
-        startup = summary["seconds"] - summary["shard_seconds"]
+        rate = best[f"predict{n_workers}"]
         print(
             f"predict, {n_workers} CPU worker(s):   {rate:8.1f} windows/s "
             f"({rate / ideal[n_workers]:.2f} x the model alone with the same threads; "
-            f"start-up {startup:.1f} s not counted)"
+            "cluster start-up not counted)"
         )
 
 
@@ -128,13 +135,14 @@ def files_per_1000(workdir: Path, shard_size: int = 64) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny-shards", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"CPU cores: {dask.system.CPU_COUNT}, load average {load}, torch {torch.__version__}\n")
     workdir = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     try:
-        throughput(workdir)
+        throughput(workdir, args.rounds)
         per_task(workdir, args.tiny_shards)
         files_per_1000(workdir)
     finally:

@@ -47,7 +47,7 @@ _KEYS = {
         "dashboard_address",
         "wait_timeout",
     },
-    "address": {"address", "timeout"},
+    "address": {"address", "timeout", "threads_per_worker"},
 }
 
 
@@ -106,7 +106,7 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
     Returns the cluster and the torch threads per worker.
     """
     cores = dask.system.CPU_COUNT
-    dashboard = config.get("dashboard_address")
+    dashboard = config.get("dashboard_address", ":0")  # a free port: no clash on shared nodes
     memory_limit = config.get("memory_limit", "auto")
     if use_cuda(device):
         gpus = _visible_gpus()
@@ -155,7 +155,7 @@ def local_cuda_cluster(config: Mapping[str, Any], device: str) -> tuple[Any, int
             "which also starts one worker per GPU"
         ) from err
     options = {key: config[key] for key in config}
-    options.setdefault("dashboard_address", None)
+    options.setdefault("dashboard_address", ":0")
     cluster = LocalCUDACluster(**options)
     n_workers = max(1, len(cluster.workers))
     threads = int(config.get("threads_per_worker") or max(1, dask.system.CPU_COUNT // n_workers))
@@ -188,7 +188,7 @@ def slurm_cluster(config: Mapping[str, Any], device: str) -> tuple[Any, int]:
         "processes": processes,
         "job_extra_directives": extra,
         "job_script_prologue": list(config.get("job_script_prologue") or []),
-        "scheduler_options": {"dashboard_address": config.get("dashboard_address")},
+        "scheduler_options": {"dashboard_address": config.get("dashboard_address", ":0")},
     }
     for key in ("local_directory", "log_directory", "interface", "python"):
         if config.get(key) is not None:
@@ -219,6 +219,8 @@ def open_client(cluster_config: Mapping[str, Any] | None, device: str = "auto") 
             raise ValueError("cluster type 'address' needs 'address', e.g. tcp://10.0.0.5:8786")
         with Client(config["address"], timeout=config.get("timeout", "30s")) as client:
             log.info("attached to the Dask scheduler at %s", config["address"])
+            if config.get("threads_per_worker"):  # Dask's nannies start torch with 1 thread
+                client.register_plugin(WorkerSettings(int(config["threads_per_worker"])))
             yield client
         return
 
@@ -232,4 +234,6 @@ def open_client(cluster_config: Mapping[str, Any] | None, device: str = "auto") 
             cluster.scale(jobs=jobs)
             log.info("submitted %d SLURM job(s); waiting for the first worker", jobs)
             client.wait_for_workers(1, timeout=wait_timeout)
+        if client.dashboard_link:
+            log.info("Dask dashboard: %s", client.dashboard_link)
         yield client

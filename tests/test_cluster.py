@@ -39,8 +39,9 @@ def test_address_attaches_to_a_running_scheduler(windows, tmp_path):
     path, tokens = windows
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
         config = {"type": "address", "address": cluster.scheduler_address}
-        with open_client(config, "cpu") as client:
+        with open_client({**config, "threads_per_worker": 3}, "cpu") as client:
             assert client.scheduler.address == cluster.scheduler_address
+            assert set(client.run(lambda: os.environ[TORCH_THREADS_ENV]).values()) == {"3"}
         summary = predict(
             path, tmp_path / "p.zarr", StandInFactory(), device="cpu", output_dtype="float32",
             cluster=config, progress=False,
