@@ -332,7 +332,8 @@ def _run_shards(
     limit = max_in_flight or max(8, 4 * threads)
     queue = iter(shards)
     in_flight: dict[Any, tuple[int, int, int]] = {}
-    finished = as_completed()
+    # Results are gathered as tasks finish, so few are lost with a worker that dies later.
+    finished = as_completed(with_results=True, raise_errors=False)
     counts: Counter = Counter()
 
     def submit_next() -> None:
@@ -352,16 +353,14 @@ def _run_shards(
     for _ in range(limit):
         submit_next()
     with _progress_bar(total_windows, progress) as bar:
-        for future in finished:
+        for future, result in finished:
             shard, start, stop = in_flight.pop(future)
-            try:
-                result = future.result()
-            except Exception as err:
+            if future.status != "finished":
                 client.cancel(list(in_flight))
                 raise RuntimeError(
                     f"shard {shard} (windows {start}-{stop - 1}) failed after "
-                    f"{max_retries} retries: {type(err).__name__}: {err}"
-                ) from err
+                    f"{max_retries} retries: {type(result).__name__}: {result}"
+                ) from (result if isinstance(result, BaseException) else None)
             future.release()
             counts[result["status"]] += 1
             if result["status"] == "skipped":
@@ -463,7 +462,12 @@ def predict(
     counts: Counter = Counter()
     working = 0.0
     if shards:
-        config = {"distributed.scheduler.allowed-failures": max_retries}
+        config = {
+            # a task may take this many workers down with it before it counts as failed
+            "distributed.scheduler.allowed-failures": max_retries,
+            # one task per worker thread, so a dying worker takes no queued shard with it
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
         with dask.config.set(config), open_client(cluster, device) as client:
             started = time.perf_counter()
             counts = _run_shards(

@@ -4,7 +4,9 @@
 ``[n_windows, T, C]``. Both are Zarr v3 arrays whose shard is ``shard_size`` windows, so one
 Dask task reads or writes exactly one shard object and no two tasks touch the same file.
 A prediction shard counts as complete only once its marker under ``predictions.zarr/done/``
-exists; the marker is written after the data.
+exists; the marker is written after the data and carries SHA-256 checksums of the stored values
+and of the input tokens (``array_sha256``), so a damaged or stale shard is recognised.
+Sharding keeps the file count at about one object per shard (plus its marker).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class StandInModel(ScoringModel):
         sleep: float = 0.0,
         signal_dir: str | None = None,
         fail_on_all_n: bool = False,
+        die_on_all_n: bool = False,
     ) -> None:
         super().__init__()
         if flank % 10:
@@ -49,6 +51,7 @@ class StandInModel(ScoringModel):
         self.sleep = sleep
         self.signal_dir = signal_dir
         self.fail_on_all_n = fail_on_all_n
+        self.die_on_all_n = die_on_all_n
         generator = torch.Generator().manual_seed(seed)
         self.conv = nn.Conv1d(5, hidden, kernel_size=11, dilation=flank // 5)
         self.head = nn.Conv1d(hidden, len(CHANNELS), kernel_size=1)
@@ -60,8 +63,11 @@ class StandInModel(ScoringModel):
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.signal_dir:
             Path(self.signal_dir, f"{os.getpid()}.started").touch()
-        if self.fail_on_all_n and bool((tokens == 4).all(dim=1).any()):
+        all_n = bool((tokens == 4).all(dim=1).any())
+        if self.fail_on_all_n and all_n:
             raise RuntimeError("stand-in model refuses windows that are all N")
+        if self.die_on_all_n and all_n:
+            os.kill(os.getpid(), signal.SIGKILL)  # takes its worker process down
         if self.sleep:
             time.sleep(self.sleep)
         onehot = nn.functional.one_hot(tokens.long(), 5).float().transpose(1, 2)
@@ -78,10 +84,17 @@ class StandInFactory:
     sleep: float = 0.0
     signal_dir: str | None = None
     fail_on_all_n: bool = False
+    die_on_all_n: bool = False
 
     def __call__(self) -> StandInModel:
         return StandInModel(
-            self.seed, self.flank, self.hidden, self.sleep, self.signal_dir, self.fail_on_all_n
+            self.seed,
+            self.flank,
+            self.hidden,
+            self.sleep,
+            self.signal_dir,
+            self.fail_on_all_n,
+            self.die_on_all_n,
         )
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zarr
 
 from sptx_pipeline import store
 from sptx_pipeline.inference import predict
@@ -156,3 +157,15 @@ def test_damaged_or_missing_marker_means_not_done(windows, tmp_path):
     summary = predict(path, out, StandInFactory(), **kwargs)
     assert (summary["computed"], summary["recomputed"], summary["skipped"]) == (2, 1, 2)
     assert _read(out).tobytes() == good.tobytes()
+
+
+def test_shard_that_keeps_killing_workers_stops_the_run(tmp_path):
+    windows = tmp_path / "windows.zarr"
+    make_windows(windows, n_windows=12, shard_size=4)
+    zarr.open_group(str(windows), mode="r+")[store.TOKENS][6] = 4  # shard 1 kills its worker
+    with pytest.raises(RuntimeError, match=r"shard 1 \(windows 4-7\) failed after 1 retries"):
+        predict(
+            windows, tmp_path / "p.zarr", StandInFactory(die_on_all_n=True), device="cpu",
+            cluster={"type": "local", "n_workers": 1}, max_retries=1, progress=False,
+        )  # fmt: skip
+    assert 1 not in store.done_shards(tmp_path / "p.zarr")
