@@ -150,6 +150,8 @@ def shard_problem(
     predictions: zarr.Array, tokens: zarr.Array, start: int, stop: int, marker: dict[str, Any]
 ) -> str | None:
     """Why a marked shard cannot be trusted, or None when its data matches its marker."""
+    if not marker:
+        return "its done marker is damaged"
     if (marker.get("start"), marker.get("stop")) != (start, stop):
         return f"marker covers windows {marker.get('start')}-{marker.get('stop')}"
     try:
