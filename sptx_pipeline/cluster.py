@@ -22,7 +22,14 @@ TORCH_THREADS_ENV = "SPTX_TORCH_THREADS"
 CUDA_INDEX_ENV = "SPTX_CUDA_INDEX"
 CLUSTER_TYPES = ("local", "local_cuda", "slurm", "address")
 _KEYS = {
-    "local": {"n_workers", "threads_per_worker", "memory_limit", "processes", "dashboard_address"},
+    "local": {
+        "n_workers",
+        "threads_per_worker",
+        "tasks_per_worker",
+        "memory_limit",
+        "processes",
+        "dashboard_address",
+    },
     "local_cuda": {
         "CUDA_VISIBLE_DEVICES",
         "threads_per_worker",
@@ -108,6 +115,8 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
     cores = dask.system.CPU_COUNT
     dashboard = config.get("dashboard_address", ":0")  # a free port: no clash on shared nodes
     memory_limit = config.get("memory_limit", "auto")
+    # 2 overlaps one shard's Zarr I/O with another's GPU compute (twice the activation memory)
+    tasks = int(config.get("tasks_per_worker") or 1)
     if use_cuda(device):
         gpus = _visible_gpus()
         threads = int(config.get("threads_per_worker") or max(1, cores // len(gpus)))
@@ -115,7 +124,7 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
             f"gpu-{gpu}": {
                 "cls": Nanny,
                 "options": {
-                    "nthreads": 1,
+                    "nthreads": tasks,
                     "memory_limit": memory_limit,
                     "env": {"CUDA_VISIBLE_DEVICES": gpu},
                 },
@@ -134,7 +143,7 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
     threads = int(config.get("threads_per_worker") or max(1, cores // n_workers))
     cluster = LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=1,
+        threads_per_worker=tasks,
         processes=bool(config.get("processes", True)),
         memory_limit=memory_limit,
         dashboard_address=dashboard,

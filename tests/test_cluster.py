@@ -33,6 +33,10 @@ def test_local_cpu_cluster_shares_the_cores():
         assert sorted(client.nthreads().values()) == [1, 1]  # one task at a time per worker
         threads = client.run(lambda: os.environ[TORCH_THREADS_ENV])
     assert set(threads.values()) == {str(max(1, dask.system.CPU_COUNT // 2))}
+    config = {"type": "local", "processes": False, "tasks_per_worker": 2, "threads_per_worker": 5}
+    with open_client(config, "cpu") as client:
+        assert list(client.nthreads().values()) == [2]
+        assert set(client.run(lambda: os.environ[TORCH_THREADS_ENV]).values()) == {"5"}
 
 
 def test_address_attaches_to_a_running_scheduler(windows, tmp_path):
