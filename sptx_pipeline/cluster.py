@@ -163,7 +163,7 @@ def local_cuda_cluster(config: Mapping[str, Any], device: str) -> tuple[Any, int
             "pip install 'sptx-pipeline[cuda]' (or dask-cuda), or use cluster type 'local', "
             "which also starts one worker per GPU"
         ) from err
-    options = {key: config[key] for key in config}
+    options = {key: config[key] for key in config if key != "threads_per_worker"}  # torch's
     options.setdefault("dashboard_address", ":0")
     cluster = LocalCUDACluster(**options)
     n_workers = max(1, len(cluster.workers))
