@@ -13,6 +13,7 @@ import torch
 import yaml
 from distributed import LocalCluster
 
+from sptx_pipeline import cluster as cluster_module
 from sptx_pipeline import store
 from sptx_pipeline.cluster import (
     CUDA_INDEX_ENV,
@@ -130,3 +131,14 @@ def test_slurm_profile_gives_predict_a_gpu():
     )
     predict_resources = profile["set-resources"]["predict"]
     assert predict_resources["gpu"] == 1 and predict_resources["cpus_per_task"] >= 1
+
+
+def test_local_gpu_cluster_pins_one_gpu_per_worker(monkeypatch):
+    """The GPU branch, run on CPU: what matters is one worker per GPU, each seeing only its own."""
+    monkeypatch.setattr(cluster_module, "use_cuda", lambda device: True)
+    monkeypatch.setattr(cluster_module, "_visible_gpus", lambda: ["0", "3"])
+    with open_client({"type": "local"}, "auto") as client:
+        client.wait_for_workers(2, timeout=60)
+        assert sorted(client.nthreads().values()) == [1, 1]
+        seen = client.run(lambda: os.environ["CUDA_VISIBLE_DEVICES"])
+    assert sorted(seen.values()) == ["0", "3"]
