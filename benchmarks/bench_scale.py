@@ -46,9 +46,9 @@ def model_only(factory: StandInFactory, tokens, batch_size: int, threads: int) -
     return min(times)
 
 
-def throughput(workdir: Path, rounds: int) -> None:
+def throughput(workdir: Path, rounds: int, hidden: int) -> None:
     """Best of ``rounds`` alternating measurements (a shared machine's load comes and goes)."""
-    factory = StandInFactory(flank=100, hidden=192)
+    factory = StandInFactory(flank=100, hidden=hidden)
     windows = workdir / "throughput.zarr"
     tokens = make_windows(windows, n_windows=768, shard_size=32, chunk_size=1000, flank=100)
     cores = dask.system.CPU_COUNT
@@ -65,7 +65,10 @@ def throughput(workdir: Path, rounds: int) -> None:
             )  # fmt: skip
             rates[f"predict{n_workers}"] = summary["windows_per_s"]
         best = {key: max(rate, best.get(key, 0.0)) for key, rate in rates.items()}
-    print(f"best of {rounds} rounds, 768 windows of T=1000, flank 100, shards of 32:")
+    print(
+        f"best of {rounds} rounds, 768 windows of T=1000, flank 100, shards of 32, "
+        f"stand-in conv net with {hidden} hidden channels:"
+    )
     print(f"model alone, 1 torch thread:   {best['single']:8.1f} windows/s")
     print(f"model alone, {cores} torch threads:  {best['all']:8.1f} windows/s")
     ideal = {1: best["all"], 2: 2 * best["single"]}  # same torch threads in total, no Dask/I/O
@@ -136,15 +139,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny-shards", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=192, help="model size (compute/window)")
+    parser.add_argument("--only-throughput", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"CPU cores: {dask.system.CPU_COUNT}, load average {load}, torch {torch.__version__}\n")
     workdir = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     try:
-        throughput(workdir, args.rounds)
-        per_task(workdir, args.tiny_shards)
-        files_per_1000(workdir)
+        throughput(workdir, args.rounds, args.hidden)
+        if not args.only_throughput:
+            per_task(workdir, args.tiny_shards)
+            files_per_1000(workdir)
     finally:
         shutil.rmtree(workdir)
 
