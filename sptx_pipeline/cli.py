@@ -131,7 +131,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from .inference import predict
 
-    predict(
+    summary = predict(
         args.windows,
         args.out,
         args.model,
@@ -143,6 +143,7 @@ def _run_predict(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         progress=not args.no_progress,
     )
+    print(json.dumps(summary))
 
 
 def _add_merge(sub: argparse._SubParsersAction) -> None:

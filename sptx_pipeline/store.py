@@ -4,13 +4,17 @@
 ``[n_windows, T, C]``. Both are Zarr v3 arrays whose shard is ``shard_size`` windows, so one
 Dask task reads or writes exactly one shard object and no two tasks touch the same file.
 A prediction shard counts as complete only once its marker under ``predictions.zarr/done/``
-exists; the marker is written after the data.
+exists; the marker is written after the data and carries SHA-256 checksums of the stored values
+and of the input tokens (``array_sha256``), so a damaged or stale shard is recognised.
+Sharding keeps the file count at about one object per shard (plus its marker).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,14 +46,18 @@ def _create(
     dtype: Any,
     fill_value: Any,
     attrs: dict[str, Any],
+    chunk_windows: int = 1,
 ) -> zarr.Array:
     group = zarr.open_group(str(path), mode="w")
     group.attrs.update(attrs)
+    shard_len = max(1, min(shard_size, shape[0] or 1))
+    # inner chunks must tile the shard: the largest divisor of shard_len up to chunk_windows
+    inner = max(d for d in range(1, min(chunk_windows, shard_len) + 1) if shard_len % d == 0)
     return group.create_array(
         name,
         shape=shape,
-        chunks=(1, *shape[1:]),
-        shards=(max(1, min(shard_size, shape[0] or 1)), *shape[1:]),
+        chunks=(inner, *shape[1:]),
+        shards=(shard_len, *shape[1:]),
         dtype=dtype,
         fill_value=fill_value,
         compressors=ZstdCodec(level=3),
@@ -88,7 +96,11 @@ def create_predictions(
     dtype: str,
     attrs: dict[str, Any],
 ) -> zarr.Array:
-    """A fresh prediction store; unwritten values read back as NaN."""
+    """A fresh prediction store; unwritten values read back as NaN.
+
+    Inner chunks of 8 windows: writing and reading a whole shard is ~4x faster than with
+    one-window chunks (fewer codec calls), and reading one window costs about the same.
+    """
     arr = _create(
         path,
         PROBABILITIES,
@@ -97,6 +109,7 @@ def create_predictions(
         np.dtype(dtype),
         np.nan,
         {**attrs, "channels": list(channels), "shard_size": shard_size},
+        chunk_windows=8,
     )
     (Path(path) / DONE_DIR).mkdir(exist_ok=True)
     return arr
@@ -121,3 +134,42 @@ def mark_done(path: str | os.PathLike, shard: int, info: dict[str, Any]) -> None
 def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
     marker = done_marker(path, shard)
     return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def array_sha256(data: np.ndarray) -> str:
+    """SHA-256 of an array's values (C order): a checksum independent of codec and file layout."""
+    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def done_shards(path: str | os.PathLike) -> set[int]:
+    """Shards that have a done marker (their data is not verified here)."""
+    folder = Path(path) / DONE_DIR
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()}
+
+
+def missing_shards(path: str | os.PathLike) -> list[int]:
+    """Shards of a prediction store that have no done marker, in order."""
+    arr = open_predictions(path)
+    shard_size = int(zarr.open_group(str(path), mode="r").attrs["shard_size"])
+    done = done_shards(path)
+    return [s for s in range(n_shards(arr.shape[0], shard_size)) if s not in done]
+
+
+def clear_shard(arr: zarr.Array, shard: int) -> None:
+    """Delete a shard's stored object, so that rewriting it never reads damaged bytes."""
+    from zarr.core.sync import sync
+
+    key = arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))
+    sync(arr.store.delete(f"{arr.path}/{key}"))
+
+
+def clear_done(path: str | os.PathLike, shard: int) -> None:
+    """Remove a shard's done marker (before recomputing it)."""
+    done_marker(path, shard).unlink(missing_ok=True)
+
+
+def remove_store(path: str | os.PathLike) -> None:
+    """Delete a store directory (a prediction store being started afresh)."""
+    shutil.rmtree(path, ignore_errors=False)
