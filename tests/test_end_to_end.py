@@ -39,21 +39,50 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_pipeline(fasta: Path, gtf: Path, genes: list[str], model: str, out: Path) -> Path:
     """Every stage through its package function, as the Snakefile chains them."""
-    select_genes(str(gtf), str(fasta), out / "genes.parquet", out / "regions.parquet",
-                 gene_types=[], chromosomes=[], genes=genes, missing_contigs="error")
+    select_genes(
+        str(gtf),
+        str(fasta),
+        out / "genes.parquet",
+        out / "regions.parquet",
+        gene_types=[],
+        chromosomes=[],
+        genes=genes,
+        missing_contigs="error",
+    )
     flank = load_model(model).flank
-    tile(str(fasta), out / "regions.parquet", out / "windows.zarr", out / "windows.parquet",
-         flank=flank, chunk_size=CHUNK, shard_size=16)
-    predict(out / "windows.zarr", out / "predictions.zarr", model, device="cpu",
-            batch_size=8, output_dtype="float32", cluster={"type": "local", "n_workers": 1},
-            progress=False)
-    merge(out / "windows.parquet", out / "predictions.zarr", out / "regions.parquet",
-          out / "genes.parquet", out / "scores", out / "sites.parquet")
+    tile(
+        str(fasta),
+        out / "regions.parquet",
+        out / "windows.zarr",
+        out / "windows.parquet",
+        flank=flank,
+        chunk_size=CHUNK,
+        shard_size=16,
+    )
+    predict(
+        out / "windows.zarr",
+        out / "predictions.zarr",
+        model,
+        device="cpu",
+        batch_size=8,
+        output_dtype="float32",
+        cluster={"type": "local", "n_workers": 1},
+        progress=False,
+    )
+    merge(
+        out / "windows.parquet",
+        out / "predictions.zarr",
+        out / "regions.parquet",
+        out / "genes.parquet",
+        out / "scores",
+        out / "sites.parquet",
+    )
     return out
 
 
-def independent_window(fasta: pyfaidx.Fasta, chrom: str, strand: str, pos: int, flank: int
-                       ) -> tuple[torch.Tensor, int]:
+def independent_window(
+    fasta: pyfaidx.Fasta, chrom: str, strand: str, pos: int, flank: int
+) -> tuple[torch.Tensor, int]:
     """Tokens of the window holding 1-based ``pos`` and the output index of ``pos`` in it."""
     k = (pos - 1) // CHUNK
     start, end = k * CHUNK - flank, (k + 1) * CHUNK + flank
@@ -70,16 +99,20 @@ def independent_window(fasta: pyfaidx.Fasta, chrom: str, strand: str, pos: int, 
 def sample_rows(scores: pd.DataFrame, genes: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """Random rows plus every row within 10 nt of a gene end."""
     near_ends = pd.concat(
-        scores[(scores.chrom == g.chrom) & (scores.strand == g.strand)
-               & (((scores.pos - g.start).abs() <= 10) | ((scores.pos - g.end).abs() <= 10))]
+        scores[
+            (scores.chrom == g.chrom)
+            & (scores.strand == g.strand)
+            & (((scores.pos - g.start).abs() <= 10) | ((scores.pos - g.end).abs() <= 10))
+        ]
         for g in genes.itertuples()
     )
     rest = scores.sample(n=min(n, len(scores)), random_state=seed)
     return pd.concat([near_ends, rest]).drop_duplicates(["chrom", "strand", "pos"])
 
 
-def check_against_rederivation(out: Path, fasta_path: Path, model_source: str,
-                               n: int = 200) -> pd.DataFrame:
+def check_against_rederivation(
+    out: Path, fasta_path: Path, model_source: str, n: int = 200
+) -> pd.DataFrame:
     scores = pd.read_parquet(out / "scores")
     scores["strand"] = scores["strand"].astype(str).map({"plus": "+", "minus": "-"})
     scores["chrom"] = scores["chrom"].astype(str)
@@ -93,8 +126,9 @@ def check_against_rederivation(out: Path, fasta_path: Path, model_source: str,
         with torch.inference_mode():
             expected = model.postprocess(model(tokens))[0, index].numpy()
         stored = np.array([getattr(row, c) for c in channels], dtype=np.float32)
-        np.testing.assert_allclose(stored, expected, rtol=0, atol=2e-6,
-                                   err_msg=f"{row.chrom}:{row.pos} {row.strand}")
+        np.testing.assert_allclose(
+            stored, expected, rtol=0, atol=2e-6, err_msg=f"{row.chrom}:{row.pos} {row.strand}"
+        )
     return rows
 
 
@@ -134,15 +168,18 @@ def test_chromosome_start_and_short_contig(checkpoint: Path, tmp_path: Path) -> 
             seq = "".join(rng.choice(list("ACGTacgtN"), size=length))
             handle.write(f">{name}\n{seq}\n")
     lines = [
-        ("chrA", 1, 700, "+", "g1"), ("chrA", 400, 2600, "-", "g2"),
-        ("chrA", 1990, 2600, "+", "g3"), ("chrB", 5, 140, "-", "g4"),
+        ("chrA", 1, 700, "+", "g1"),
+        ("chrA", 400, 2600, "-", "g2"),
+        ("chrA", 1990, 2600, "+", "g3"),
+        ("chrB", 5, 140, "-", "g4"),
     ]
     with open(tmp_path / "toy.gtf", "w") as handle:
         for chrom, start, end, strand, name in lines:
             attrs = f'gene_id "{name}"; gene_name "{name}"; gene_type "protein_coding";'
             handle.write(f"{chrom}\ttest\tgene\t{start}\t{end}\t.\t{strand}\t.\t{attrs}\n")
-    out = run_pipeline(tmp_path / "toy.fa", tmp_path / "toy.gtf", [], str(checkpoint),
-                       tmp_path / "run")
+    out = run_pipeline(
+        tmp_path / "toy.fa", tmp_path / "toy.gtf", [], str(checkpoint), tmp_path / "run"
+    )
     rows = check_against_rederivation(out, tmp_path / "toy.fa", str(checkpoint), n=200)
     assert {"chrA", "chrB"} <= set(rows.chrom) and (rows.pos <= 10).any()
     check_coverage(out)
