@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from results_fixtures import write_inputs  # noqa: E402
+from tests.results_fixtures import write_inputs  # noqa: E402
 
 from sptx_pipeline.merge import merge  # noqa: E402
 from sptx_pipeline.plot import plot_region  # noqa: E402

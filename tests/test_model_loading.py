@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from model_fixtures import TINY, mm_model, n_flanked, random_tokens, to_original_state_dict
 from safetensors.torch import load_file, save_file
 
 from sptx_pipeline.cli import main
@@ -18,6 +17,7 @@ from sptx_pipeline.models.loading import CheckpointError, load_sptransformer
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from sptx_pipeline.models.sptransformer import OFFICIAL_TISSUES
 from sptx_pipeline.provenance import sha256_file
+from tests.model_fixtures import TINY, mm_model, n_flanked, random_tokens, to_original_state_dict
 
 TINY_HEADS = dict(flank=60, num_attention_heads=4, num_local_attention_heads=1)
 
@@ -175,7 +175,7 @@ def test_random_checkpoint_loads_in_multimolecule_with_the_same_outputs(tmp_path
     assert mm.encoder.position_embeddings.weights[0].abs().max() > 0.1
     x = random_tokens(2, 100)
     window = random_tokens(2, 100 + 2 * TINY_CONFIG["flank"], seed=3)
-    from model_fixtures import mm_real_flank_logits
+    from tests.model_fixtures import mm_real_flank_logits
 
     with torch.inference_mode():
         ref = mm(x).logits

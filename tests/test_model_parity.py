@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_fixtures import (
+
+from sptx_pipeline.models import load_model, postprocess
+from tests.model_fixtures import (
     TINY,
     TINY_ONE_ENCODER,
     mm_model,
@@ -19,8 +21,6 @@ from model_fixtures import (
     random_tokens,
     to_original_state_dict,
 )
-
-from sptx_pipeline.models import load_model, postprocess
 
 TOLERANCE = 1e-4
 
