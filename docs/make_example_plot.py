@@ -15,10 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from tests.results_fixtures import write_inputs  # noqa: E402
-
 from sptx_pipeline.merge import merge  # noqa: E402
 from sptx_pipeline.plot import plot_region  # noqa: E402
+from tests.results_fixtures import write_inputs  # noqa: E402
 
 
 def main() -> None:
