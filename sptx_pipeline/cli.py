@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _list(value: str) -> list[str]:
@@ -84,13 +85,16 @@ def _run_model_info(args: argparse.Namespace) -> None:
     info = json.dumps({"source": args.model, **describe_model(args.model)}, indent=1)
     print(info)
     if args.out:
-        from pathlib import Path
+        _write_atomic(args.out, info + "\n")
 
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(info + "\n")
-        tmp.replace(out)
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to a temporary name, then rename: no half-written file ever exists."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
 
 
 def _add_random_checkpoint(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +129,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster", type=json.loads, default={}, help="cluster mapping as JSON")
     p.add_argument("--max-retries", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--summary", help="also write the run summary (JSON) here when all shards are done"
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -144,6 +151,8 @@ def _run_predict(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     print(json.dumps(summary))
+    if args.summary:
+        _write_atomic(args.summary, json.dumps(summary, indent=1) + "\n")
 
 
 def _add_merge(sub: argparse._SubParsersAction) -> None:

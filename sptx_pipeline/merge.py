@@ -290,12 +290,24 @@ def _check_windows(windows: pd.DataFrame, n_windows: int, chunk_size: int) -> No
         raise ValueError(f"windows.parquet: unknown strand values {sorted(bad)}")
 
 
+def _file_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``sptx`` JSON that genes and tile store in their Parquet files (empty if absent)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[b"sptx"]) if b"sptx" in meta else {}
+
+
 def _run_provenance(
-    predictions_zarr: str | os.PathLike, channels: list[str], provenance: dict | None
+    predictions_zarr: str | os.PathLike,
+    channels: list[str],
+    provenance: dict | None,
+    windows_parquet: str | os.PathLike,
+    genes_parquet: str | os.PathLike,
 ) -> dict[bytes, bytes]:
     attrs = _group_attrs(predictions_zarr)
     record = {
         "run": provenance or {},
+        "genome": _file_metadata(windows_parquet),
+        "annotation": _file_metadata(genes_parquet),
         "model": attrs.get("model", {}),
         "channels": channels,
         "chunk_size": attrs.get("chunk_size"),
@@ -326,7 +338,9 @@ def merge(
     _check_windows(windows, probabilities.shape[0], probabilities.shape[1])
     regions = _regions_by_partition(pd.read_parquet(regions_parquet))
     sites = SiteFinder(channels, pd.read_parquet(genes_parquet), sites_min_score)
-    metadata = _run_provenance(predictions_zarr, channels, provenance)
+    metadata = _run_provenance(
+        predictions_zarr, channels, provenance, windows_parquet, genes_parquet
+    )
 
     scores_dir, sites_parquet = Path(scores_dir), Path(sites_parquet)
     tmp_scores = scores_dir.with_name(f".{scores_dir.name}.tmp-{os.getpid()}")

@@ -8,6 +8,7 @@ one contiguous FASTA span per run of consecutive tiles.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -159,8 +160,9 @@ def tile(
     out_parquet.parent.mkdir(parents=True, exist_ok=True)
     tmp_zarr, tmp_parquet = _temp_path(out_zarr), _temp_path(out_parquet)
     try:
-        _write_store(handle, lengths, table, tmp_zarr, fasta, flank, chunk_size, shard_size)
-        _write_table(table, tmp_parquet, flank, chunk_size, shard_size)
+        genome = {"fasta": str(Path(fasta).resolve()), "fasta_sha256": sha256_file(fasta)}
+        _write_store(handle, lengths, table, tmp_zarr, genome, flank, chunk_size, shard_size)
+        _write_table(table, tmp_parquet, genome, flank, chunk_size, shard_size)
         _remove(out_zarr)
         os.replace(tmp_zarr, out_zarr)
         os.replace(tmp_parquet, out_parquet)
@@ -171,14 +173,13 @@ def tile(
 
 
 def _write_store(
-    handle, lengths, table, path: Path, fasta, flank: int, chunk_size: int, shard_size: int
+    handle, lengths, table, path: Path, genome: dict, flank: int, chunk_size: int, shard_size: int
 ) -> None:
     attrs = {
         "flank": flank,
         "chunk_size": chunk_size,
         "shard_size": shard_size,
-        "fasta": str(Path(fasta).resolve()),
-        "fasta_sha256": sha256_file(fasta),
+        **genome,
         "n_windows": len(table),
         **package_provenance(),
     }
@@ -188,10 +189,13 @@ def _write_store(
         tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
 
 
-def _write_table(table: pd.DataFrame, path: Path, flank: int, chunk_size: int, shard_size: int):
+def _write_table(
+    table: pd.DataFrame, path: Path, genome: dict, flank: int, chunk_size: int, shard_size: int
+):
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     metadata = {
         **(arrow.schema.metadata or {}),
+        b"sptx": json.dumps(genome, sort_keys=True).encode(),
         b"flank": str(flank).encode(),
         b"chunk_size": str(chunk_size).encode(),
         b"shard_size": str(shard_size).encode(),

@@ -135,7 +135,8 @@ if cmd == "model-info":
     info = {{"source": opt["--model"], "flank": flank, "default_chunk_size": 1000}}
     Path(opt["--out"]).write_text(json.dumps(info))
 elif cmd == "predict":
-    Path(opt["--out"]).mkdir()
+    Path(opt["--out"]).mkdir(exist_ok=True)
+    Path(opt["--summary"]).write_text("{{}}")
 elif cmd == "merge":
     Path(opt["--out-scores"]).mkdir()
     Path(opt["--out-sites"]).touch()

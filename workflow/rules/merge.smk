@@ -18,13 +18,14 @@ rule merge:
     """Predictions -> scores/ (Parquet, chrom=/strand= partitions) and sites.parquet."""
     input:
         windows=rules.tile.output.table,
-        predictions=rules.predict.output.predictions,
+        predictions=rules.predict.output.summary,
         regions=rules.genes.output.regions,
         genes=rules.genes.output.genes,
     output:
         scores=directory(f"{OUT}/scores"),
         sites=f"{OUT}/sites.parquet",
     params:
+        store=rules.predict.params.store,
         sites_min_score=config["sites_min_score"],
         provenance=json.dumps(
             {"config": {key: config[key] for key in PROVENANCE_KEYS}}, sort_keys=True
@@ -36,7 +37,7 @@ rule merge:
     benchmark:
         f"{OUT}/benchmarks/merge.tsv"
     shell:
-        "sptx merge --windows {input.windows:q} --predictions {input.predictions:q}"
+        "sptx merge --windows {input.windows:q} --predictions {params.store:q}"
         " --regions {input.regions:q} --genes {input.genes:q}"
         " --out-scores {output.scores:q} --out-sites {output.sites:q}"
         " --sites-min-score {params.sites_min_score} --provenance {params.provenance:q}"

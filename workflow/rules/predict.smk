@@ -1,16 +1,19 @@
 rule predict:
     """Score every window shard with the model on a Dask cluster (predictions.zarr).
 
-    Snakemake deletes a directory output before it re-runs a job, so shard-level resume applies
-    to `sptx predict` run by hand (same arguments as in logs/predict.log); within Snakemake a
-    re-run of predict starts afresh, which is what a changed model or precision requires.
+    The declared output is the run summary, written only once every shard is done; the store
+    itself is a param. Snakemake deletes a job's outputs before re-running it, so declaring the
+    store as a directory() output would throw away finished shards. This way a killed or failed
+    run resumes: the next `snakemake` re-runs predict, which skips shards whose done marker and
+    checksums hold, and starts afresh only when the model, precision or windows changed.
     """
     input:
         windows=rules.tile.output.zarr,
         model=rules.model.output.info,
     output:
-        predictions=directory(f"{OUT}/predictions.zarr"),
+        summary=f"{OUT}/predictions.json",
     params:
+        store=f"{OUT}/predictions.zarr",
         model=config["model"],
         device=config["device"],
         precision=config["precision"],
@@ -26,8 +29,8 @@ rule predict:
     benchmark:
         f"{OUT}/benchmarks/predict.tsv"
     shell:
-        "sptx predict --windows {input.windows:q} --out {output.predictions:q}"
+        "sptx predict --windows {input.windows:q} --out {params.store:q}"
         " --model {params.model:q} --device {params.device} --precision {params.precision}"
         " --batch-size {params.batch_size} --output-dtype {params.output_dtype}"
-        " --max-retries {params.max_retries} --cluster {params.cluster:q} --no-progress"
+        " --max-retries {params.max_retries} --cluster {params.cluster:q} --summary {output.summary:q}"
         " > {log:q} 2>&1"

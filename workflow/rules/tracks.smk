@@ -7,6 +7,7 @@ rule tracks:
         tracks=directory(f"{OUT}/tracks"),
     params:
         channels=csv(config["tracks_channels"]),
+    threads: 4  # bigWig files written in parallel, one process each
     conda:
         ENV
     log:
@@ -15,4 +16,4 @@ rule tracks:
         f"{OUT}/benchmarks/tracks.tsv"
     shell:
         "sptx tracks --scores {input.scores:q} --fasta {input.fasta:q} --out {output.tracks:q}"
-        " --channels={params.channels:q} > {log:q} 2>&1"
+        " --channels={params.channels:q} --workers {threads} > {log:q} 2>&1"

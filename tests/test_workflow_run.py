@@ -1,0 +1,129 @@
+"""The real Snakemake workflow, every stage for real, with a tiny random SpTransformer.
+
+Runs the bundled config (six genes of GRCh37 chr19 on both strands) with a random-weight tiny
+checkpoint, checks every output of the on-disk contract, the logs and benchmarks, that ``scores/``
+covers exactly the union of the selected gene bodies, and that a second run has nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pyranges as pr
+import pytest
+
+from sptx_pipeline import store
+from sptx_pipeline.merge import SPLICE_CHANNELS
+from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+
+RULES = ["genes", "model", "tile", "predict", "merge", "tracks"]
+TISSUES = [
+    "adipose_tissue", "blood", "blood_vessel", "brain", "colon", "heart", "kidney", "liver",
+    "lung", "muscle", "nerve", "small_intestine", "skin", "spleen", "stomach",
+]  # fmt: skip
+CHANNELS = [*SPLICE_CHANNELS, *TISSUES]
+BUNDLED_GENES = {"GPX4", "ATP5D", "RPS15", "C2CD4C", "CBARP", "GAMT"}
+
+
+def snakemake(workdir, *config):
+    """The bundled config/config.yaml, run in ``workdir`` with ``--config`` overrides."""
+    command = [
+        *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
+        *("--directory", str(workdir), "--cores", "2"),
+        *("--configfile", str(REPO / "config" / "config.yaml")),
+        *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}", *config),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One full run, and the output of a second run of the same command."""
+    base = tmp_path_factory.mktemp("workflow")
+    checkpoint = write_random_checkpoint(base / "tiny", seed=3, **TINY_CONFIG)
+    out = base / "out"
+    config = (f"model={checkpoint}", f"outdir={out}")
+    first = snakemake(base, *config)
+    second = snakemake(base, *config)
+    return out, first, second
+
+
+def test_every_rule_ran_with_log_and_benchmark(run):
+    out, first, _ = run
+    for rule in RULES:
+        assert f"(Rule: {rule})" in first, rule
+        assert (out / "logs" / f"{rule}.log").is_file(), rule
+        bench = pd.read_csv(out / "benchmarks" / f"{rule}.tsv", sep="\t")
+        assert len(bench) == 1 and bench["s"].iloc[0] > 0, rule
+
+
+def test_geometry_comes_from_the_checkpoint(run):
+    out, _, _ = run
+    info = json.loads((out / "model.json").read_text())
+    assert info["flank"] == TINY_CONFIG["flank"] and info["channels"] == CHANNELS
+    windows = pd.read_parquet(out / "windows.parquet")
+    meta = pq.read_schema(out / "windows.parquet").metadata
+    chunk = int(meta[b"chunk_size"])
+    assert int(meta[b"flank"]) == TINY_CONFIG["flank"] and chunk == info["default_chunk_size"]
+    assert ((windows["target_end"] - windows["target_start"]) == chunk).all()
+    assert set(windows["strand"]) == {"+", "-"}
+
+
+def test_predictions_are_complete(run):
+    out, _, _ = run
+    windows = pd.read_parquet(out / "windows.parquet")
+    predictions = out / "predictions.zarr"
+    assert store.missing_shards(predictions) == []
+    assert store.done_shards(predictions) == set(windows["shard"])
+    assert store.open_predictions(predictions).shape[0] == len(windows)
+
+
+def test_scores_cover_exactly_the_union_of_gene_bodies(run):
+    out, _, _ = run
+    genes = pd.read_parquet(out / "genes.parquet")
+    assert set(genes["gene_name"]) == BUNDLED_GENES
+    bodies = pr.PyRanges(
+        genes.rename(columns={"chrom": "Chromosome", "strand": "Strand", "end": "End"}).assign(
+            Start=genes["start"] - 1
+        )
+    ).merge(strand=True)
+    expected = bodies.df.assign(n=lambda d: d.End - d.Start).groupby("Strand", observed=True)["n"]
+    scores = pd.read_parquet(out / "scores")
+    assert list(scores.columns[:1]) == ["pos"] and set(CHANNELS) <= set(scores.columns)
+    assert len(scores.columns) == 1 + len(CHANNELS) + 2  # + the chrom/strand partition columns
+    strand = scores["strand"].astype(str).map({"plus": "+", "minus": "-"})
+    assert strand.value_counts().to_dict() == expected.sum().to_dict()
+    assert not scores.duplicated(["chrom", "strand", "pos"]).any()
+    assert scores[CHANNELS].notna().all().all()
+    total = scores[list(SPLICE_CHANNELS)].sum(axis=1)
+    assert (total - 1).abs().max() < 1e-2  # softmax over the splice channels, float16 storage
+
+
+def test_sites_and_tracks(run):
+    out, _, _ = run
+    sites = pd.read_parquet(out / "sites.parquet")
+    assert list(sites.columns) == [
+        "chrom",
+        "pos",
+        "strand",
+        "site_type",
+        "score",
+        *TISSUES,
+        "gene_ids",
+    ]
+    tracks = {path.name for path in (out / "tracks").glob("*.bw")}
+    assert tracks == {f"{c}.{s}.bw" for c in CHANNELS for s in ("plus", "minus")}
+
+
+def test_a_second_run_has_nothing_to_do(run):
+    _, _, second = run
+    assert "Nothing to be done" in second
+    assert "Rule:" not in second
