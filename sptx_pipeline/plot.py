@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import StrMethodFormatter
 
 from .merge import PROVENANCE_KEY, SPLICE_CHANNELS
 from .query import Region, partitions, query, resolve, scores_path
@@ -170,9 +171,9 @@ def _draw_scores(ax, frame: pd.DataFrame, strand: str, region: Region) -> None:
     for channel in ("acceptor", "donor"):
         ax.plot(frame.pos, frame[channel], color=COLORS[channel], lw=0.8, label=channel)
     ax.set_xlim(region.start, region.end)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)  # headroom: peaks at 1.0 stay visible below the frame
     ax.set_ylabel(f"probability ({strand})")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     if frame.empty:
         ax.text(0.5, 0.5, f"no scores on strand {strand}", transform=ax.transAxes, ha="center")
 
@@ -186,6 +187,7 @@ def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None
     ax.set_yticks([])
     ax.set_xlabel(f"{region.chrom} position (1-based)")
     ax.set_xlim(region.start, region.end)
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))  # genomic positions, no 1e6
     if exons is None or exons.empty:
         note = "no exons in the region" if gtf else "no GTF: pass --gtf to draw exons"
         ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center")

@@ -38,7 +38,7 @@ def test_both_strands_with_exons_and_heatmap(run, tmp_path):
     assert list(axes) == ["scores +", "scores -", "exons", "tissue usage", "colorbar"]
     for strand in "+-":
         ax = axes[f"scores {strand}"]
-        assert ax.get_xlim() == (100, 700) and ax.get_ylim() == (0, 1)
+        assert ax.get_xlim() == (100, 700) and ax.get_ylim() == (0, 1.05)
         want = query(run.outdir, "chrA:100-700", strand=strand)
         acceptor, donor = ax.get_lines()
         np.testing.assert_array_equal(acceptor.get_xdata(), want.pos)
