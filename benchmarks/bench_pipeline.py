@@ -244,7 +244,11 @@ def predict_rate(windows: Path, out: Path, checkpoint: Path, cluster: dict) -> t
 
 
 def speed_rounds(
-    model: ScoringModel, tokens: np.ndarray, windows: Path, checkpoint: Path, repeats: int
+    model: ScoringModel,
+    tokens: np.ndarray,
+    windows: Path,
+    checkpoint: Path,
+    repeats: int,
 ) -> dict[str, float]:
     """Alternate the model alone and ``predict`` ``repeats`` times; the best windows/s of each.
 
@@ -340,7 +344,8 @@ def main() -> None:
     began = time.perf_counter()
     try:
         memory_ok = memory_part(base, args.small_mb)
-        speed_ok = speed_part(base, base / "small" / "genome.fa", args.windows, args.repeats)
+        fasta = base / "small" / "genome.fa"
+        speed_ok = speed_part(base, fasta, args.windows, args.repeats)
     finally:
         if not args.out:
             shutil.rmtree(base, ignore_errors=True)

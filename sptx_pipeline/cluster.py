@@ -141,10 +141,14 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
 
     n_workers = int(config.get("n_workers") or 1)
     threads = int(config.get("threads_per_worker") or max(1, cores // n_workers))
+    # One CPU worker runs as a thread of this process: a separate worker process (plus its
+    # nanny) competes with the torch threads for the cores and cost 20% of throughput on a
+    # 2-core machine (benchmarks/bench_pipeline.py: 0.78 vs 0.97 of the model alone).
+    processes = bool(config.get("processes", n_workers > 1))
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=tasks,
-        processes=bool(config.get("processes", True)),
+        processes=processes,
         memory_limit=memory_limit,
         dashboard_address=dashboard,
         silence_logs=logging.ERROR,

@@ -68,7 +68,7 @@ def test_two_cpu_runs_bit_identical(windows, tmp_path):
             StandInFactory(),
             device="cpu",
             batch_size=4,
-            cluster={"type": "local", "n_workers": 1},
+            cluster={"type": "local", "n_workers": 1, "processes": True},
             progress=False,
         )
         runs.append(_read(tmp_path / name))
