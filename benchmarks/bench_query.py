@@ -35,28 +35,10 @@ from sptx_pipeline.merge import (  # noqa: E402
     partition_dir,
     scores_schema,
 )
+from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS  # noqa: E402
 from sptx_pipeline.query import query  # noqa: E402
 
-CHANNELS = [
-    "no_splice",
-    "acceptor",
-    "donor",
-    "adipose_tissue",
-    "blood",
-    "blood_vessel",
-    "brain",
-    "colon",
-    "heart",
-    "kidney",
-    "liver",
-    "lung",
-    "muscle",
-    "nerve",
-    "small_intestine",
-    "skin",
-    "spleen",
-    "stomach",
-]
+CHANNELS = list(SPTRANSFORMER_CHANNELS)
 N_CHROMS = 10
 GENE, GAP = 60_000, 40_000
 

@@ -18,27 +18,9 @@ import pyarrow.parquet as pq
 
 from sptx_pipeline import store
 from sptx_pipeline.merge import merge
+from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS
 
-SPTX_CHANNELS = [
-    "no_splice",
-    "acceptor",
-    "donor",
-    "adipose_tissue",
-    "blood",
-    "blood_vessel",
-    "brain",
-    "colon",
-    "heart",
-    "kidney",
-    "liver",
-    "lung",
-    "muscle",
-    "nerve",
-    "small_intestine",
-    "skin",
-    "spleen",
-    "stomach",
-]
+SPTX_CHANNELS = list(SPTRANSFORMER_CHANNELS)
 SPLICEAI_CHANNELS = ["no_splice", "acceptor", "donor"]
 CHROM_SIZES = {"chrA": 2300, "chrB": 1250}
 T = 100

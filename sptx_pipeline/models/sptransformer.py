@@ -45,6 +45,7 @@ OFFICIAL_TISSUES = (
     "spleen",
     "stomach",
 )
+SPTRANSFORMER_CHANNELS = SPLICE_CHANNELS + OFFICIAL_TISSUES  # the 18 outputs, in order
 PLACEHOLDER_TISSUES = tuple(f"tissue_{i}" for i in range(len(OFFICIAL_TISSUES)))
 KERNEL_SIZES = (11,) * 8 + (21,) * 8
 DILATIONS = (1, 1, 1, 1, 4, 4, 4, 4, 10, 10, 10, 10, 20, 20, 20, 20)
