@@ -8,6 +8,7 @@ covers exactly the union of the selected gene bodies, and that a second run has 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -127,3 +128,26 @@ def test_a_second_run_has_nothing_to_do(run):
     _, _, second = run
     assert "Nothing to be done" in second
     assert "Rule:" not in second
+
+
+def test_rerun_after_a_crash_resumes_predict(run):
+    """A crashed predict leaves shards done and no predictions.json: the next run resumes.
+
+    Runs last in this module: it recomputes one shard of the module's run and leaves the same
+    outputs behind.
+    """
+    out, _, _ = run
+    before = pd.read_parquet(out / "scores")
+    n_shards = len(store.done_shards(out / "predictions.zarr"))
+    # a first run killed during predict: shard 0 in flight, nothing after predict written yet
+    (out / "predictions.json").unlink()
+    store.done_marker(out / "predictions.zarr", 0).unlink()
+    shutil.rmtree(out / "scores")
+    shutil.rmtree(out / "tracks")
+    (out / "sites.parquet").unlink()
+    checkpoint = json.loads((out / "model.json").read_text())["source"]
+    output = snakemake(out.parent, f"model={checkpoint}", f"outdir={out}")
+    assert "(Rule: predict)" in output and "(Rule: genes)" not in output
+    summary = json.loads((out / "predictions.json").read_text())
+    assert (summary["computed"], summary["skipped"]) == (1, n_shards - 1)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores"), before)
