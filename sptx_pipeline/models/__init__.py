@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from .base import PRECISIONS, ScoringModel, postprocess
 
 DEFAULT_MODEL = "multimolecule/sptransformer"
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "ScoringModel", "describe_model", "load_model", "postprocess"]
 
@@ -33,6 +35,8 @@ def load_model(
 
         model = load_sptransformer(source)
     model.precision = precision
+    if precision != "float32" and torch.device(device).type != "cuda":
+        log.warning("precision %s applies on CUDA only; %s computes in float32", precision, device)
     return model.to(torch.device(device)).eval()
 
 
