@@ -11,6 +11,7 @@ by a shard and a row group, so the ratio should stay near 1).
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import subprocess
@@ -67,7 +68,8 @@ def build(out: Path, length: int) -> None:
         store.mark_done(out / "predictions.zarr", shard, {})
 
 
-def merge_child(out: str) -> None:
+def merge_child(out: str, sites_min_score: float = 0.1) -> None:
+    """Child process: merge once; print peak RSS (MiB), seconds, rows and sites as JSON."""
     from sptx_pipeline.merge import merge
 
     d = Path(out)
@@ -79,10 +81,13 @@ def merge_child(out: str) -> None:
         d / "genes.parquet",
         d / "scores",
         d / "sites.parquet",
+        sites_min_score=sites_min_score,
     )
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{sum(counts.values())} {seconds:.2f} {peak_mb:.1f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sites = pd.read_parquet(d / "sites.parquet", columns=["pos"]).shape[0]
+    record = {"peak_mib": peak, "seconds": seconds, "rows": sum(counts.values()), "sites": sites}
+    print(json.dumps(record))
 
 
 def main() -> None:
@@ -90,25 +95,27 @@ def main() -> None:
     parser.add_argument("--small-mb", type=float, default=4)
     parser.add_argument("--out", default="benchmarks/out/bench_merge")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--sites-min-score", type=float, default=0.1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        merge_child(args.child)
+        merge_child(args.child, args.sites_min_score)
         return
     results = {}
     for name, mb in (("small", args.small_mb), ("large", 10 * args.small_mb)):
         out = Path(args.out) / name
         build(out, int(mb * 1e6))
-        line = subprocess.run(
+        stdout = subprocess.run(
             [sys.executable, __file__, "--child", str(out)],
             check=True,
             capture_output=True,
             text=True,
-        ).stdout.split()
-        rows, seconds, peak = int(line[0]), float(line[1]), float(line[2])
+        ).stdout
+        record = json.loads(stdout.strip().splitlines()[-1])
+        rows, seconds, peak = record["rows"], record["seconds"], record["peak_mib"]
         results[name] = peak
         print(
             f"{name}: {mb:g} Mb chromosome, {rows:,} rows, merge {seconds:.1f} s "
-            f"({rows / seconds / 1e6:.2f} M rows/s), peak RSS {peak:.0f} MB"
+            f"({rows / seconds / 1e6:.2f} M rows/s), peak RSS {peak:.0f} MiB"
         )
     print(f"peak memory large/small: {results['large'] / results['small']:.2f} (limit 1.5)")
 

@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -48,10 +47,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 # Dask workers and the stage subprocesses import the stand-in model from the tests package.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+import bench_merge  # noqa: E402
 import bench_tile  # noqa: E402
 from bench_tile import CHUNK, FLANK, SHARD, make_genome  # noqa: E402
-
-from sptx_pipeline.merge import merge  # noqa: E402
 
 if TYPE_CHECKING:
     from sptx_pipeline.models import ScoringModel
@@ -80,33 +78,10 @@ def write_gtf(regions_parquet: Path, gtf: Path) -> int:
     return len(regions)
 
 
-def merge_child(directory: str) -> None:
-    """Child process: merge once, print peak RSS (MiB), seconds, rows and sites as JSON."""
-    d = Path(directory)
-    began = time.perf_counter()
-    counts = merge(
-        d / "windows.parquet",
-        d / "predictions.zarr",
-        d / "regions.parquet",
-        d / "genes.parquet",
-        d / "scores",
-        d / "sites.parquet",
-        sites_min_score=SITES_MIN_SCORE,
-    )
-    seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    sites = pd.read_parquet(d / "sites.parquet", columns=["pos"]).shape[0]
-    print(
-        json.dumps(
-            {"peak_mib": peak, "seconds": seconds, "rows": sum(counts.values()), "sites": sites}
-        )
-    )
-
-
-def run_child(script: str, directory: Path) -> dict[str, Any]:
+def run_child(script: str, directory: Path, *extra: str) -> dict[str, Any]:
     """Run ``script --child directory`` in a fresh Python (peak RSS is per process); its JSON."""
     out = subprocess.run(
-        [sys.executable, script, "--child", str(directory)],
+        [sys.executable, script, "--child", str(directory), *extra],
         check=True,
         capture_output=True,
         text=True,
@@ -136,7 +111,9 @@ def memory_run(directory: Path, gene_mb: float) -> dict[str, Any]:
         cluster=CPU_CLUSTER,
         progress=False,
     )
-    merged = run_child(__file__, directory)
+    merged = run_child(  # bench_merge's own child: merge, timed
+        bench_merge.__file__, directory, "--sites-min-score", str(SITES_MIN_SCORE)
+    )
     return {
         "genes": genes,
         "tile": tiled,
@@ -330,11 +307,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12, help="windows in the speed part")
     parser.add_argument("--repeats", type=int, default=2, help="rounds in the speed part")
     parser.add_argument("--out", help="working directory (default: a temporary one, removed)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        merge_child(args.child)
-        return
     quiet = logging.StreamHandler()
     quiet.setLevel(logging.ERROR)  # Dask logs at INFO through the root logger's handlers
     logging.basicConfig(level=logging.ERROR, handlers=[quiet])
