@@ -63,6 +63,23 @@ def test_full_size_real_flanks_match_composed_submodules(full):
     assert max_diff(out, n_out) > 1e-2
 
 
+def test_direct_convolutions_match_too(full):
+    """The direct convolution (the GPU path) gives the same logits as the default FFT one."""
+    mm, ours = full
+    x = random_tokens(1, 201, seed=201)
+    with torch.inference_mode():
+        ref = mm(x).logits
+        assert ours.conv_method == "auto"
+        fft = ours(n_flanked(x, 4000))
+        ours.conv_method = "direct"
+        try:
+            direct = ours(n_flanked(x, 4000))
+        finally:
+            ours.conv_method = "auto"
+    assert max_diff(direct, ref) <= TOLERANCE
+    assert 0 < max_diff(direct, fft) <= TOLERANCE  # two different algorithms, same numbers
+
+
 def test_original_checkpoint_gives_the_same_outputs(full, tmp_path):
     """Both position-table namings load to exactly our weights and reproduce multimolecule."""
     mm, ours = full
@@ -92,11 +109,13 @@ TINY_CASES = [
 ]
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize(("config", "target"), TINY_CASES)
-def test_tiny_configs_match_multimolecule(config, target, tmp_path):
+def test_tiny_configs_match_multimolecule(config, target, method, tmp_path):
     mm = mm_model(config, seed=target)
     mm.save_pretrained(tmp_path)
     ours = load_model(str(tmp_path))
+    ours.conv_method = method
     flank = config["context"]
     x = random_tokens(3, target, seed=1)
     window = random_tokens(3, target + 2 * flank, seed=2)
@@ -105,15 +124,24 @@ def test_tiny_configs_match_multimolecule(config, target, tmp_path):
         assert max_diff(ours(window), mm_real_flank_logits(mm, window)) <= TOLERANCE
 
 
-def test_batch_rows_are_independent(tmp_path):
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_batch_rows_are_independent(method, tmp_path):
     mm = mm_model(TINY)
     mm.save_pretrained(tmp_path)
     ours = load_model(str(tmp_path))
-    windows = random_tokens(4, 50 + 120, seed=5)
+    ours.conv_method = method
+    windows = random_tokens(6, 50 + 120, seed=5)  # more than one FFT group
     with torch.inference_mode():
         batched = ours(windows)
-        single = torch.cat([ours(windows[i : i + 1]) for i in range(4)])
+        single = torch.cat([ours(windows[i : i + 1]) for i in range(6)])
     assert max_diff(batched, single) <= 1e-5
+
+
+def test_conv_method_is_validated(tmp_path):
+    mm_model(TINY).save_pretrained(tmp_path)
+    ours = load_model(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown convolution method"):
+        ours.conv_method = "winograd"
 
 
 def test_postprocess_is_softmax_then_sigmoid():

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import ScoringModel
+from .convolution import Method, same_conv1d
 
 SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
 OFFICIAL_TISSUES = (
@@ -51,6 +52,7 @@ KERNEL_SIZES = (11,) * 8 + (21,) * 8
 DILATIONS = (1, 1, 1, 1, 4, 4, 4, 4, 10, 10, 10, 10, 20, 20, 20, 20)
 N_TOKEN = 4  # A=0, C=1, G=2, T=3, N=4; N is the all-zero one-hot column of the original
 DEFAULT_CHUNK_SIZE = 1000  # the target length SpTransformer was trained with
+MLP_ROWS_CPU = 2048  # positions per MLP block on a CPU: a 2048 x 1024 float32 temporary is 8 MB
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv1d(width, width, kernel_size, dilation=dilation, padding=padding)
         self.norm2 = nn.BatchNorm1d(width, eps)
         self.conv2 = nn.Conv1d(width, width, kernel_size, dilation=dilation, padding=padding)
+        self.conv_method: Method = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale1, shift1 = _bn_affine(self.norm1)
@@ -210,12 +213,10 @@ class ResidualBlock(nn.Module):
         weight1 = self.conv1.weight * scale2[:, None, None]
         bias1 = self.conv1.bias * scale2 + shift2
         h = torch.relu(torch.addcmul(shift1[:, None], x, scale1[:, None]))
-        h = torch.relu_(self._conv(self.conv1, h, weight1, bias1))
-        return self._conv(self.conv2, h, self.conv2.weight, self.conv2.bias).add_(x)
-
-    @staticmethod
-    def _conv(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        return F.conv1d(x, weight, bias, padding=conv.padding, dilation=conv.dilation)
+        dilation = self.conv1.dilation[0]
+        h = torch.relu_(same_conv1d(h, weight1, bias1, dilation, self.conv_method))
+        h = same_conv1d(h, self.conv2.weight, self.conv2.bias, dilation, self.conv_method)
+        return h.add_(x)
 
 
 class FeatureEncoder(nn.Module):
@@ -330,10 +331,20 @@ class TransformerLayer(nn.Module):
         x = x[:, first * self.bucket : last * self.bucket]
         attended = self._attend(h, first, last)
         x = x + F.linear(attended, att.output.dense.weight, att.output.dense.bias)
+        # The MLP is position-wise: on a CPU it runs over row blocks, in place, so its
+        # [rows, intermediate] temporary stays small (see Encoder.forward).
+        flat = x.view(-1, x.shape[-1])
+        step = MLP_ROWS_CPU if x.device.type == "cpu" else flat.shape[0]
+        for start in range(0, flat.shape[0], step):
+            block = flat[start : start + step]
+            block += self._mlp(block)
+        return x
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         mid = self.intermediate
         h = F.layer_norm(x, x.shape[-1:], mid.layer_norm.weight, mid.layer_norm.bias)
         h = F.gelu(F.linear(h, mid.dense.weight, mid.dense.bias))
-        return x + F.linear(h, self.output.dense.weight, self.output.dense.bias)
+        return F.linear(h, self.output.dense.weight, self.output.dense.bias)
 
     def _attend(self, h: torch.Tensor, first: int, last: int) -> torch.Tensor:
         batch, length, dim = h.shape
@@ -426,6 +437,11 @@ class Encoder(nn.Module):
         Every layer but the last needs all positions (they are the next layer's keys); the last
         one computes only the buckets that hold the wanted positions.
         """
+        if x.device.type == "cpu" and x.shape[0] > 1:
+            # One window at a time keeps the layers' temporaries under glibc's 32 MB mmap
+            # threshold, so freed blocks are reused instead of page-faulted in afresh each
+            # time (that cost ~15% of the CPU time at batch 2).
+            return torch.cat([self(window[None], start, end) for window in x])
         end = x.shape[1] if end is None else end
         bucket = self.position_embeddings.weights[1].shape[2]
         rows = (start // bucket, -(-end // bucket))
@@ -466,6 +482,22 @@ class SpTransformer(ScoringModel):
         self.projection = Projection(config)
         self.encoder = Encoder(config)
         self.prediction = PredictionHead(config)
+
+    @property
+    def conv_method(self) -> Method:
+        """How the dilated encoder convolutions run: ``auto`` (FFT on CPU), ``fft``, ``direct``."""
+        methods = {
+            block.conv_method for block in self.modules() if isinstance(block, ResidualBlock)
+        }
+        return methods.pop() if len(methods) == 1 else "auto"
+
+    @conv_method.setter
+    def conv_method(self, method: Method) -> None:
+        if method not in ("auto", "fft", "direct"):
+            raise ValueError(f"unknown convolution method {method!r} (auto, fft or direct)")
+        for block in self.modules():
+            if isinstance(block, ResidualBlock):
+                block.conv_method = method
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > N_TOKEN):
