@@ -263,12 +263,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_dask() -> None:
+    """Keep Dask's warnings and errors but not its INFO log of every scheduler/worker event.
+
+    ``distributed`` sets its logger levels from the Dask config when it is imported, so the
+    config is set for a later import and the level for an earlier one.
+    """
+    import dask
+
+    dask.config.set({"logging.distributed": "warning"})
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        quiet_dask()
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:

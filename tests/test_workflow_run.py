@@ -64,6 +64,9 @@ def test_every_rule_ran_with_log_and_benchmark(run):
         assert (out / "logs" / f"{rule}.log").is_file(), rule
         bench = pd.read_csv(out / "benchmarks" / f"{rule}.tsv", sep="\t")
         assert len(bench) == 1 and bench["s"].iloc[0] > 0, rule
+    predict_log = (out / "logs" / "predict.log").read_text()
+    assert "sptx_pipeline.cluster: local cluster" in predict_log
+    assert "INFO distributed." not in predict_log  # Dask's own chatter stays out
 
 
 def test_geometry_comes_from_the_checkpoint(run):
