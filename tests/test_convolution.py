@@ -73,3 +73,11 @@ def test_bad_arguments_are_refused():
     x, weight, bias = random_conv(1, 4, 4, 3, 10)
     with pytest.raises(ValueError, match="unknown convolution method"):
         same_conv1d(x, weight, bias, 1, method="winograd")
+
+
+def test_non_contiguous_input():
+    x, weight, bias = random_conv(3, 40, 6, 11, 300)
+    x = x.transpose(1, 2).contiguous().transpose(1, 2)  # same values, channels-last strides
+    assert not x.is_contiguous()
+    expected = reference(x, weight, bias, 4)
+    assert (fft_conv1d(x, weight, bias, 4).double() - expected).abs().max() < 1e-5

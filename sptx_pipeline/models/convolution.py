@@ -96,7 +96,7 @@ def _overlap_save(
     padded = frames * hop + taps - 1  # per phase
     x = F.pad(x, (pad, padded * dilation - length - pad))
     # [B, C, frames, phase, frame]: frame f of phase r holds x[(f * hop + j) * d + r], j < frame
-    x = x.view(*x.shape[:2], padded, dilation).unfold(2, frame, hop)
+    x = x.reshape(*x.shape[:2], padded, dilation).unfold(2, frame, hop)
     spectrum = torch.view_as_real(torch.fft.rfft(x, dim=-1))  # [B, C, frames, phase, freq, 2]
     freqs, rows = spectrum.shape[4], batch * frames * dilation
     # Per frequency: real and imaginary rows stacked, [freq, 2 * rows, C].
