@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from sptx_pipeline.models import load_model, postprocess
 from tests.model_fixtures import (
@@ -150,3 +151,27 @@ def test_postprocess_is_softmax_then_sigmoid():
     e = torch.tensor([2.0, 0.0, -1.0]).exp()
     assert torch.allclose(probs[0, 0, :3], e / e.sum())
     assert torch.allclose(probs[0, 0, 3:], torch.tensor([0.5, 1 / (1 + torch.e**-3)]))
+
+
+def test_whole_batch_layers_equal_window_by_window(tmp_path, monkeypatch):
+    """On a CPU the encoder runs one window at a time; a GPU runs the layers on whole batches.
+
+    The layers must give the same rows either way, with the MLP split into row blocks that
+    cross window boundaries (a tiny block size here).
+    """
+    from sptx_pipeline.models import sptransformer
+
+    mm_model(TINY).save_pretrained(tmp_path)
+    ours = load_model(str(tmp_path))
+    dim, length = TINY["attention_hidden_size"], TINY["max_seq_len"]
+    x = torch.randn(3, length, dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = torch.cat([ours.encoder(x[i : i + 1], 5, 50) for i in range(3)])
+        assert torch.equal(ours.encoder(x, 5, 50), expected)
+        monkeypatch.setattr(sptransformer, "MLP_ROWS_CPU", 7)
+        hidden = x + ours.encoder.position_embeddings()
+        for layer in ours.encoder.layer:
+            hidden = layer(hidden)
+        norm = ours.encoder.layer_norm
+        batched = F.layer_norm(hidden[:, 5:50], (dim,), norm.weight, norm.bias)
+    assert max_diff(batched, expected) <= 1e-5
