@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from sptx_pipeline.models.loading import ONEHOT_CONV
+from sptx_pipeline.models.random_checkpoint import random_state_dict
 
 FULL = {}  # the published geometry: multimolecule's defaults
 TINY = dict(
@@ -44,24 +45,7 @@ TINY_ONE_ENCODER = dict(
 
 def randomise_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random weights everywhere, BN statistics away from (0, 1), N one-hot column zero."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 1.5 + 0.25)
-            elif name.endswith("running_mean"):
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.3)
-            elif "norm" in name and name.endswith("weight"):
-                tensor.copy_(1 + 0.2 * torch.randn(tensor.shape, generator=gen))
-            elif "position_embeddings" in name:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.5)
-            else:
-                fan_in = tensor[0].numel() if tensor.dim() > 1 else tensor.numel()
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in**0.5)
-            if ONEHOT_CONV.match(name):
-                tensor[:, 4] = 0
+    model.load_state_dict(random_state_dict(model, seed))
     return model.eval()
 
 

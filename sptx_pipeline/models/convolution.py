@@ -64,40 +64,39 @@ def fft_conv1d(
     The kernel spectrum is computed once per call; windows go through in groups of
     ``GROUP`` so the temporaries stay small whatever the batch size.
     """
+    batch, _, length = x.shape
     taps = weight.shape[-1]
     if taps % 2 == 0:
         raise ValueError(f"'same' convolution needs an odd kernel, got {taps} taps")
     pad = (taps - 1) * dilation // 2
-    phase_length = -(-(x.shape[-1] + 2 * pad) // dilation)  # >= taps
+    phase_length = -(-(length + 2 * pad) // dilation)  # >= taps
     frame = min(FRAME, 1 << (phase_length - 1).bit_length())
+    hop = frame - taps + 1  # valid outputs per frame
+    frames = -(-(phase_length - taps + 1) // hop)
+    padded = frames * hop + taps - 1  # per phase
+    # [B, C, padded, phase]: phase r at index q holds input position q * d + r - pad
+    x = F.pad(x, (pad, padded * dilation - length - pad))
+    x = x.reshape(*x.shape[:2], padded, dilation)
     kernel = _correlation_spectrum(weight, frame)
-    out = x.new_empty(x.shape[0], weight.shape[0], x.shape[-1])
-    for start in range(0, x.shape[0], GROUP):
+    out = x.new_empty(batch, weight.shape[0], length)
+    for start in range(0, batch, GROUP):
         group = slice(start, start + GROUP)
-        out[group] = _overlap_save(x[group], kernel, dilation, frame, taps)
+        out[group] = _overlap_save(x[group], kernel, frame, hop)[..., :length]
     return out.add_(bias[:, None])
 
 
 def _overlap_save(
-    x: torch.Tensor,
-    kernel: tuple[torch.Tensor, torch.Tensor],
-    dilation: int,
-    frame: int,
-    taps: int,
+    phases: torch.Tensor, kernel: tuple[torch.Tensor, torch.Tensor], frame: int, hop: int
 ) -> torch.Tensor:
-    """Correlate ``x`` with the kernel spectrum frame by frame (no bias): ``[B, O, L]``."""
-    batch, _, length = x.shape
+    """Correlate padded phases ``[B, C, padded, d]`` with the kernel spectrum, frame by frame,
+    without bias: ``[B, O, frames * hop * d]`` in position order."""
+    batch, _, _, dilation = phases.shape
     kernel_re, kernel_im = kernel
     out_channels = kernel_re.shape[-1]
-    pad = (taps - 1) * dilation // 2
-    phase_length = -(-(length + 2 * pad) // dilation)
-    hop = frame - taps + 1  # valid outputs per frame
-    frames = -(-(phase_length - taps + 1) // hop)
-    padded = frames * hop + taps - 1  # per phase
-    x = F.pad(x, (pad, padded * dilation - length - pad))
-    # [B, C, frames, phase, frame]: frame f of phase r holds x[(f * hop + j) * d + r], j < frame
-    x = x.reshape(*x.shape[:2], padded, dilation).unfold(2, frame, hop)
-    spectrum = torch.view_as_real(torch.fft.rfft(x, dim=-1))  # [B, C, frames, phase, freq, 2]
+    # [B, C, frames, phase, frame]: frame f of phase r holds phase index f * hop + j, j < frame
+    windows = phases.unfold(2, frame, hop)
+    frames = windows.shape[2]
+    spectrum = torch.view_as_real(torch.fft.rfft(windows, dim=-1))  # [..., freq, 2]
     freqs, rows = spectrum.shape[4], batch * frames * dilation
     # Per frequency: real and imaginary rows stacked, [freq, 2 * rows, C].
     planes = spectrum.permute(4, 5, 0, 2, 3, 1).reshape(freqs, 2 * rows, -1)
@@ -107,7 +106,7 @@ def _overlap_save(
     ).view(freqs, batch, frames, dilation, out_channels)
     y = torch.fft.irfft(product.permute(1, 4, 2, 3, 0), n=frame, dim=-1)[..., :hop]
     # [B, O, frames, phase, hop] -> position (f * hop + j) * d + r
-    return y.transpose(3, 4).reshape(batch, out_channels, -1)[..., :length]
+    return y.transpose(3, 4).reshape(batch, out_channels, -1)
 
 
 def _correlation_spectrum(weight: torch.Tensor, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
