@@ -213,11 +213,11 @@ def predict_rate(windows: Path, out: Path, checkpoint: Path, cluster: dict) -> t
         progress=False,
     )
     seconds = time.perf_counter() - began
-    if summary["windows_computed"] != summary["windows"]:
+    if summary.items_computed != summary.items:
         raise RuntimeError(
-            f"predict computed {summary['windows_computed']} windows, expected {summary['windows']}"
+            f"predict computed {summary.items_computed} windows, expected {summary.items}"
         )
-    return summary["windows_per_s"], seconds
+    return summary.items_per_s, seconds
 
 
 def speed_rounds(

@@ -29,7 +29,9 @@ import torch
 
 from sptx_pipeline import store
 from sptx_pipeline.cluster import open_client
-from sptx_pipeline.inference import ShardJob, _run_shards, predict, score_windows
+from sptx_pipeline.inference import predict
+from sptx_pipeline.runner import Shard, ShardResult, run_shards, shard_grid
+from sptx_pipeline.runtime import score_windows
 from tests.stand_in_model import StandInFactory, make_windows
 
 
@@ -63,7 +65,7 @@ def throughput(workdir: Path, rounds: int, hidden: int) -> None:
                 windows, workdir / f"t-{n_workers}-{round_}.p.zarr", factory, device="cpu",
                 batch_size=16, cluster={"type": "local", "n_workers": n_workers}, progress=False,
             )  # fmt: skip
-            rates[f"predict{n_workers}"] = summary["windows_per_s"]
+            rates[f"predict{n_workers}"] = summary.items_per_s
         best = {key: max(rate, best.get(key, 0.0)) for key, rate in rates.items()}
     print(
         f"best of {rounds} rounds, 768 windows of T=1000, flank 100, shards of 32, "
@@ -81,8 +83,8 @@ def throughput(workdir: Path, rounds: int, hidden: int) -> None:
         )
 
 
-def _noop(job: ShardJob, shard: int, start: int, stop: int) -> dict:
-    return {"shard": shard, "windows": stop - start, "status": "computed"}
+def _noop(shard: Shard) -> ShardResult:
+    return ShardResult(shard.index, shard.size, "computed")
 
 
 def per_task(workdir: Path, n_shards: int) -> None:
@@ -92,13 +94,13 @@ def per_task(workdir: Path, n_shards: int) -> None:
     model_seconds = model_only(factory, tokens, batch_size=1, threads=1)
     cluster = {"type": "local", "n_workers": 1, "threads_per_worker": 1}
     with open_client(cluster, "cpu") as client:
-        job = ShardJob("", "", factory, "", "cpu", "float32", 1, "float16", uuid.uuid4().hex)
         began = time.perf_counter()
-        _run_shards(client, job, store.shard_ranges(n_shards, 1), n_shards, 0, None, False, _noop)
+        run_shards(client, _noop, shard_grid(n_shards, 1), run_id=uuid.uuid4().hex, desc="noop",
+                   unit="win", noun="windows", max_retries=0, progress=False)  # fmt: skip
         scheduling = time.perf_counter() - began
     summary = predict(windows, workdir / "tiny.p.zarr", factory, device="cpu", batch_size=1,
                       cluster=cluster, progress=False)  # fmt: skip
-    total = summary["shard_seconds"]
+    total = summary.shard_seconds
     print(f"\n{n_shards} one-window shards of a tiny model (1 CPU worker):")
     print(f"  scheduling alone (no-op tasks):  {1e3 * scheduling / n_shards:6.2f} ms/task")
     print(

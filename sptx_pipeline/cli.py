@@ -150,9 +150,10 @@ def _run_predict(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         progress=not args.no_progress,
     )
-    print(json.dumps(summary))
+    record = summary.as_dict("windows")
+    print(json.dumps(record))
     if args.summary:
-        _write_atomic(args.summary, json.dumps(summary, indent=1) + "\n")
+        _write_atomic(args.summary, json.dumps(record, indent=1) + "\n")
 
 
 def _add_merge(sub: argparse._SubParsersAction) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 import dask.system
 from distributed import Client, Nanny, Scheduler, SpecCluster, WorkerPlugin
 
+from .runtime import CUDA_INDEX_ENV, TORCH_THREADS_ENV, resolve_device
+
 log = logging.getLogger(__name__)
 
-TORCH_THREADS_ENV = "SPTX_TORCH_THREADS"
-CUDA_INDEX_ENV = "SPTX_CUDA_INDEX"
 CLUSTER_TYPES = ("local", "local_cuda", "slurm", "address")
 _KEYS = {
     "local": {
@@ -79,14 +79,7 @@ class WorkerSettings(WorkerPlugin):
 
 def use_cuda(device: str) -> bool:
     """Whether ``device`` (auto/cpu/cuda) means GPUs on this machine."""
-    if device == "cpu":
-        return False
-    import torch
-
-    available = torch.cuda.is_available()
-    if device == "cuda" and not available:
-        raise RuntimeError("device is 'cuda' but torch sees no GPU; use device 'auto' or 'cpu'")
-    return available
+    return resolve_device(device).type == "cuda"
 
 
 def _check_keys(kind: str, config: Mapping[str, Any]) -> None:

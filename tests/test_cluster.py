@@ -51,7 +51,7 @@ def test_address_attaches_to_a_running_scheduler(windows, tmp_path):
             path, tmp_path / "p.zarr", StandInFactory(), device="cpu", output_dtype="float32",
             cluster=config, progress=False,
         )  # fmt: skip
-        assert summary["computed"] == 4 and len(cluster.workers) == 1  # still running after
+        assert summary.computed == 4 and len(cluster.workers) == 1  # still running after
     values = store.open_predictions(tmp_path / "p.zarr")[:]
     np.testing.assert_allclose(values, reference(tokens), rtol=0, atol=1e-6)
 

@@ -31,8 +31,8 @@ def test_predictions_equal_model_output(windows, tmp_path):
         cluster=THREADED,
         progress=False,
     )
-    assert summary["shards"] == 4 and summary["computed"] == 4 and summary["skipped"] == 0
-    assert summary["windows_computed"] == 30
+    assert summary.shards == 4 and summary.computed == 4 and summary.skipped == 0
+    assert summary.items_computed == 30
     values = _read(out)
     assert values.shape == (30, 100, len(CHANNELS)) and values.dtype == np.float32
     np.testing.assert_allclose(values, reference(tokens), rtol=0, atol=1e-6)
@@ -81,18 +81,18 @@ def test_same_inputs_resume_and_other_model_starts_afresh(windows, tmp_path, cap
     kwargs = {"device": "cpu", "cluster": THREADED, "progress": False}
     predict(path, out, StandInFactory(seed=0), **kwargs)
     again = predict(path, out, StandInFactory(seed=0), **kwargs)
-    assert (again["skipped"], again["computed"]) == (4, 0)
+    assert (again.skipped, again.computed) == (4, 0)
 
     with caplog.at_level(logging.WARNING, logger="sptx_pipeline.inference"):
         other = predict(path, out, StandInFactory(seed=1), **kwargs)
-    assert (other["skipped"], other["computed"]) == (0, 4)
+    assert (other.skipped, other.computed) == (0, 4)
     assert "starting afresh" in caplog.text and "model" in caplog.text
     np.testing.assert_allclose(_read(out), reference(tokens, seed=1), rtol=2**-10, atol=2**-24)
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sptx_pipeline.inference"):
         wider = predict(path, out, StandInFactory(seed=1), output_dtype="float32", **kwargs)
-    assert wider["computed"] == 4 and "output_dtype" in caplog.text
+    assert wider.computed == 4 and "output_dtype" in caplog.text
     assert _read(out).dtype == np.float32
 
 
@@ -104,7 +104,7 @@ def test_changed_windows_are_recomputed(windows, tmp_path):
     tokens[9] = (tokens[9] + 1) % 5  # same attrs and shape, different bases in shard 1
     zarr.open_group(str(path), mode="r+")[store.TOKENS][9] = tokens[9]
     summary = predict(path, out, StandInFactory(), **kwargs)
-    assert (summary["recomputed"], summary["skipped"]) == (1, 3)
+    assert (summary.recomputed, summary.skipped) == (1, 3)
     np.testing.assert_allclose(_read(out), reference(tokens), rtol=2**-10, atol=2**-24)
 
 
@@ -142,4 +142,4 @@ def test_no_windows(tmp_path):
     path = tmp_path / "windows.zarr"
     make_windows(path, n_windows=0, shard_size=8)
     summary = predict(path, tmp_path / "p.zarr", StandInFactory(), device="cpu", progress=False)
-    assert summary["shards"] == 0 and _read(tmp_path / "p.zarr").shape == (0, 100, 5)
+    assert summary.shards == 0 and _read(tmp_path / "p.zarr").shape == (0, 100, 5)

@@ -57,8 +57,8 @@ def test_sigkill_then_resume_computes_only_the_rest(tmp_path):
 
     summary = predict(windows, out, StandInFactory(), device="cpu", batch_size=4,
                       cluster=THREADED, progress=False)  # fmt: skip
-    assert summary["skipped"] == len(before)
-    assert summary["computed"] == 10 - len(before) and summary["recomputed"] == 0
+    assert summary.skipped == len(before)
+    assert summary.computed == 10 - len(before) and summary.recomputed == 0
     after = _markers(out)
     assert sorted(after) == list(range(10))
     assert all(after[shard] == marker for shard, marker in before.items())  # not rewritten
@@ -106,7 +106,7 @@ def test_killed_worker_task_is_retried(tmp_path):
     assert len(killed) == 1
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)  # really gone
-    assert disturbed["computed"] == 6 and store.missing_shards(tmp_path / "disturbed.zarr") == []
+    assert disturbed.computed == 6 and store.missing_shards(tmp_path / "disturbed.zarr") == []
     pids = {m["pid"] for m in _markers(tmp_path / "disturbed.zarr").values()}
     assert killed[0] not in pids  # every shard was finished by a surviving or restarted worker
 
@@ -141,7 +141,7 @@ def test_corrupted_shard_is_detected_and_recomputed(windows, tmp_path, damage):
     assert shard_file.is_file()
     damage(shard_file)
     summary = predict(path, out, StandInFactory(), **kwargs)
-    assert (summary["recomputed"], summary["computed"], summary["skipped"]) == (1, 1, 3)
+    assert (summary.recomputed, summary.computed, summary.skipped) == (1, 1, 3)
     assert _read(out).tobytes() == good.tobytes()
 
 
@@ -155,7 +155,7 @@ def test_damaged_or_missing_marker_means_not_done(windows, tmp_path):
     store.done_marker(out, 3).unlink()  # data written, marker never made: not complete
     assert store.missing_shards(out) == [3]
     summary = predict(path, out, StandInFactory(), **kwargs)
-    assert (summary["computed"], summary["recomputed"], summary["skipped"]) == (2, 1, 2)
+    assert (summary.computed, summary.recomputed, summary.skipped) == (2, 1, 2)
     assert _read(out).tobytes() == good.tobytes()
 
 

@@ -1,0 +1,207 @@
+"""The shard runner: Dask tasks over a list of shards, with retries, resume and progress.
+
+Every expensive stage (``predict``, the variant stage) is a picklable task that turns one
+``Shard`` into a ``ShardResult`` (skipped when its done marker holds, else computed or
+recomputed). ``run_shards`` submits them with a bounded number in flight, consumes results as
+they finish, shows a progress bar in items/s and stops with an error naming the shard that
+failed ``max_retries`` times. ``RunSummary`` is what a stage reports and writes at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+from distributed import as_completed
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Items ``[start, stop)`` of a store: the unit of one task, one file and one done marker."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def describe(self, noun: str = "items") -> str:
+        """``shard 3 (windows 24-31)``: how errors and logs name a shard."""
+        return f"shard {self.index} ({noun} {self.start}-{self.stop - 1})"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a task returns (never the data itself): its shard, size and what it did."""
+
+    shard: int
+    size: int
+    status: str  # "skipped", "computed" or "recomputed"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Shard counts and timing of one run; ``computed`` includes ``recomputed``."""
+
+    shards: int
+    skipped: int
+    computed: int
+    recomputed: int
+    items: int
+    items_computed: int
+    seconds: float
+    shard_seconds: float  # without model check and cluster start-up
+    run_id: str
+
+    @property
+    def items_per_s(self) -> float:
+        return round(self.items_computed / self.shard_seconds, 3) if self.shard_seconds else 0.0
+
+    def as_dict(self, unit: str = "items") -> dict[str, Any]:
+        """JSON-ready, with the item counts named by ``unit`` (e.g. ``windows_computed``)."""
+        return {
+            "shards": self.shards,
+            "skipped": self.skipped,
+            "computed": self.computed,
+            "recomputed": self.recomputed,
+            unit: self.items,
+            f"{unit}_computed": self.items_computed,
+            "seconds": round(self.seconds, 3),
+            "shard_seconds": round(self.shard_seconds, 3),
+            f"{unit}_per_s": self.items_per_s,
+            "run_id": self.run_id,
+        }
+
+
+def shard_grid(n_items: int, shard_size: int) -> list[Shard]:
+    """The shards of ``n_items`` items in shards of ``shard_size`` (the last may be short)."""
+    return [
+        Shard(index, start, min(start + shard_size, n_items))
+        for index, start in enumerate(range(0, n_items, shard_size))
+    ]
+
+
+@contextmanager
+def scheduler_settings(max_retries: int) -> Iterator[None]:
+    """Dask settings every shard run uses: lost workers count as failures, one task a thread."""
+    with dask.config.set(
+        {
+            # a task may take this many workers down with it before it counts as failed
+            "distributed.scheduler.allowed-failures": max_retries,
+            # one task per worker thread, so a dying worker takes no queued shard with it
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
+    ):
+        yield
+
+
+def _progress_bar(total: int, enabled: bool, desc: str, unit: str) -> tqdm:
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        unit=unit,
+        desc=desc,
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=interactive,
+        mininterval=0.5 if interactive else 30.0,  # log files get a line every 30 s
+        smoothing=0.05,
+    )
+
+
+def run_shards(
+    client: Any,
+    task: Callable[[Shard], ShardResult],
+    shards: Sequence[Shard],
+    *,
+    run_id: str,
+    desc: str,
+    unit: str,
+    noun: str,
+    max_retries: int,
+    max_in_flight: int | None = None,
+    progress: bool = True,
+) -> Counter:
+    """Run ``task`` on every shard; returns counts per status and ``items_computed``.
+
+    At most ``max_in_flight`` tasks are outstanding (default four per worker thread), so a
+    run of 100,000 shards costs the scheduler little; results are consumed as tasks finish,
+    so few are lost with a worker that dies later. A task that fails ``max_retries`` times
+    cancels the rest and raises, naming its shard.
+    """
+    threads = sum(client.nthreads().values()) or 1
+    limit = max_in_flight or max(8, 4 * threads)
+    queue = iter(shards)
+    in_flight: dict[Any, Shard] = {}
+    finished = as_completed(with_results=True, raise_errors=False)
+    counts: Counter = Counter()
+
+    def submit_next() -> None:
+        shard = next(queue, None)
+        if shard is not None:
+            future = client.submit(
+                task,
+                shard,
+                key=f"sptx-{desc}-{shard.index:08d}-{run_id}",
+                retries=max_retries,
+                pure=False,
+            )
+            in_flight[future] = shard
+            finished.add(future)
+
+    for _ in range(limit):
+        submit_next()
+    with _progress_bar(sum(s.size for s in shards), progress, desc, unit) as bar:
+        for future, result in finished:
+            shard = in_flight.pop(future)
+            if future.status != "finished":
+                client.cancel(list(in_flight))
+                error = _task_error(result)
+                raise RuntimeError(
+                    f"{desc}: {shard.describe(noun)} failed after {max_retries} retries: "
+                    f"{type(error).__name__}: {error}"
+                ) from (error if isinstance(error, BaseException) else None)
+            future.release()
+            counts[result.status] += 1
+            if result.status == "skipped":
+                bar.total -= result.size
+                bar.refresh()
+            else:
+                counts["items_computed"] += result.size
+                bar.update(result.size)
+            bar.set_postfix(skipped=counts["skipped"], done=counts["computed"], refresh=False)
+            submit_next()
+    return counts
+
+
+def _task_error(result: Any) -> Any:
+    """The exception of a failed future's result (``as_completed`` gives (type, exc, tb))."""
+    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+        return result[1]
+    return result
+
+
+def summarise(
+    shards: Sequence[Shard], counts: Counter, run_id: str, began: float, shard_seconds: float
+) -> RunSummary:
+    """The run summary from ``run_shards``' counts; ``began`` is the stage's start time."""
+    return RunSummary(
+        shards=len(shards),
+        skipped=counts["skipped"],
+        computed=counts["computed"] + counts["recomputed"],
+        recomputed=counts["recomputed"],
+        items=sum(s.size for s in shards),
+        items_computed=counts["items_computed"],
+        seconds=time.perf_counter() - began,
+        shard_seconds=shard_seconds,
+        run_id=run_id,
+    )

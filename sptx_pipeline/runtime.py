@@ -1,0 +1,118 @@
+"""The model runtime every expensive stage shares: device choice, loading, scoring windows.
+
+A Dask worker keeps one model per (model, device, precision) for its whole life
+(``worker_model``), so a task pays the load once per worker, not once per shard. ``score_windows``
+is the one batched forward pass (``postprocess(model(tokens))``) that ``predict`` and the variant
+stage both call; ``model_identity`` is what makes two models' outputs interchangeable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .models.base import ScoringModel
+
+log = logging.getLogger(__name__)
+
+ModelSpec = str | Callable[[], ScoringModel]
+DEVICES = ("auto", "cpu", "cuda")
+OUTPUT_DTYPES = ("float16", "float32")
+CUDA_INDEX_ENV = "SPTX_CUDA_INDEX"  # which of a worker's visible GPUs is its own
+TORCH_THREADS_ENV = "SPTX_TORCH_THREADS"  # torch threads of a CPU worker
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` = CUDA where torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("device is 'cuda' but torch sees no GPU here; use 'auto' or 'cpu'")
+    return torch.device("cuda", int(os.environ.get(CUDA_INDEX_ENV, "0")))
+
+
+def build_model(spec: ModelSpec, device: torch.device, precision: str) -> ScoringModel:
+    """Load ``spec`` (a ``load_model`` source or a zero-argument factory) in eval mode."""
+    if isinstance(spec, str):
+        from .models import load_model
+
+        return load_model(spec, str(device), precision)
+    if not callable(spec):
+        raise TypeError(f"model must be a source string or a factory, got {type(spec).__name__}")
+    model = spec()
+    if not isinstance(model, ScoringModel):
+        raise TypeError(f"model factory returned {type(model).__name__}, not a ScoringModel")
+    model.precision = precision
+    return model.to(device).eval()
+
+
+def model_identity(model: ScoringModel) -> dict[str, Any]:
+    """What makes two models' outputs interchangeable: class, geometry and the weights' hash."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    return {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "flank": int(model.flank),
+        "channels": list(model.channels),
+        "weights_sha256": digest.hexdigest(),
+        "provenance": dict(model.provenance),
+    }
+
+
+_MODELS: dict[tuple[str, str, str], ScoringModel] = {}
+_LOCK = threading.Lock()
+
+
+def worker_model(spec: ModelSpec, key: str, device: torch.device, precision: str) -> ScoringModel:
+    """The model ``spec`` on ``device``, loaded once per process and kept under ``key``.
+
+    ``key`` names the weights (e.g. their hash plus a token of ``spec``). On CPU the torch
+    thread count is set from the worker's settings (``TORCH_THREADS_ENV``) first.
+    """
+    if device.type == "cpu" and os.environ.get(TORCH_THREADS_ENV):
+        torch.set_num_threads(int(os.environ[TORCH_THREADS_ENV]))
+    cache_key = (key, str(device), precision)
+    with _LOCK:
+        if cache_key not in _MODELS:
+            log.info("loading model on %s (%s)", device, precision)
+            _MODELS[cache_key] = build_model(spec, device, precision)
+        return _MODELS[cache_key]
+
+
+@torch.inference_mode()
+def score_windows(
+    model: ScoringModel,
+    tokens: np.ndarray,
+    batch_size: int = 8,
+    output_dtype: str = "float32",
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """``postprocess(model(tokens))`` in batches: ``[n, L]`` uint8 -> ``[n, L - 2F, C]``."""
+    n, length = tokens.shape
+    target = length - 2 * model.flank
+    n_channels = len(model.channels)
+    out = np.empty((n, target, n_channels), dtype=output_dtype)
+    torch_dtype = getattr(torch, output_dtype)
+    for begin in range(0, n, batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(tokens[begin : begin + batch_size]))
+        probs = model.postprocess(model(batch.to(device).long()))
+        if tuple(probs.shape) != (len(batch), target, n_channels):
+            raise ValueError(
+                f"{type(model).__name__} returned shape {tuple(probs.shape)} for {len(batch)} "
+                f"windows; expected {(len(batch), target, n_channels)}"
+            )
+        out[begin : begin + len(batch)] = probs.to(torch_dtype).cpu().numpy()
+    return out
