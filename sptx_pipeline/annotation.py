@@ -240,8 +240,13 @@ def select_genes(
     chromosomes: Sequence[str] = (),
     genes: Sequence[str] = (),
     missing_contigs: str = "error",
+    out_exons: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the genes stage; returns the genes and regions tables it wrote."""
+    """Run the genes stage; returns the genes and regions tables it wrote.
+
+    With ``out_exons``, also the exons of each selected gene's canonical transcript
+    (``transcripts.canonical_exons``), which variant masking needs.
+    """
     if missing_contigs not in ("error", "skip"):
         raise ValueError(f"missing_contigs must be 'error' or 'skip', got {missing_contigs!r}")
     if not Path(gtf).is_file():
@@ -277,4 +282,8 @@ def select_genes(
     }
     write_parquet_atomic(table, out_genes, metadata)
     write_parquet_atomic(regions, out_regions, metadata)
+    if out_exons is not None:
+        from .transcripts import canonical_exons
+
+        write_parquet_atomic(canonical_exons(gtf, table["gene_id"]), out_exons, metadata)
     return table, regions

@@ -28,6 +28,7 @@ def _add_genes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing-contigs", choices=["error", "skip"], default="error")
     p.add_argument("--out-genes", required=True)
     p.add_argument("--out-regions", required=True)
+    p.add_argument("--out-exons", help="also write the canonical transcripts' exons here")
     p.set_defaults(func=_run_genes)
 
 
@@ -43,6 +44,7 @@ def _run_genes(args: argparse.Namespace) -> None:
         chromosomes=args.chromosomes,
         genes=args.genes,
         missing_contigs=args.missing_contigs,
+        out_exons=args.out_exons,
     )
 
 
@@ -245,6 +247,86 @@ def _run_plot(args: argparse.Namespace) -> None:
     )
 
 
+def _add_variants(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("variants", help="score the splicing effect of VCF variants")
+    p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--genes", required=True, help="genes.parquet of the genes stage")
+    p.add_argument("--exons", help="exons.parquet of the genes stage (needed by --mask)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out-parquet", required=True, help="variants.parquet")
+    p.add_argument("--out-vcf", required=True, help="variants.vcf.gz (+ .tbi)")
+    p.add_argument("--convention", choices=["auto", "spliceai", "sptransformer"], default="auto")
+    p.add_argument("--distance", type=int, help="D: 50 (spliceai) or 100 (sptransformer)")
+    p.add_argument("--mask", action="store_true", help="SpliceAI's -M 1")
+    p.add_argument(
+        "--saturate",
+        type=int,
+        metavar="N",
+        help="score every SNV within N nt of the selected genes' exon boundaries instead of --vcf",
+    )
+    p.add_argument(
+        "--saturate-vcf", help="where --saturate writes its VCF (default: beside --out-vcf)"
+    )
+    p.add_argument("--shard-size", type=int, default=1000, help="records per Dask task")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--cluster", type=json.loads, default={}, help="cluster mapping as JSON")
+    p.add_argument("--max-retries", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_variants)
+
+
+def _run_variants(args: argparse.Namespace) -> None:
+    from .variants import saturation_vcf, score_variants
+
+    vcf = args.vcf
+    if args.saturate is not None:
+        if args.exons is None:
+            raise ValueError("--saturate needs --exons (exons.parquet of the genes stage)")
+        vcf = args.saturate_vcf or str(Path(args.out_vcf).with_name("saturation.vcf.gz"))
+        saturation_vcf(args.fasta, args.genes, args.exons, args.saturate, vcf)
+    elif vcf is None:
+        raise ValueError("give --vcf, or --saturate N")
+    summary = score_variants(
+        vcf,
+        args.fasta,
+        args.genes,
+        args.model,
+        args.out_parquet,
+        args.out_vcf,
+        exons=args.exons,
+        convention=args.convention,
+        distance=args.distance,
+        mask=args.mask,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        cluster=args.cluster,
+        max_retries=args.max_retries,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(summary.as_dict("records")))
+
+
+def _add_query_variant(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query-variant", help="rows of variants.parquet for a variant or gene")
+    p.add_argument("results", help="the pipeline's outdir (or a variants.parquet)")
+    p.add_argument("variant", help="chr19:1207202:G>A, chr19:1207202, or a gene name or id")
+    p.add_argument("--format", choices=["table", "csv", "tsv", "parquet"], default="table")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.set_defaults(func=_run_query_variant)
+
+
+def _run_query_variant(args: argparse.Namespace) -> None:
+    from .query import write_result
+    from .variants import query_variant
+
+    write_result(query_variant(args.results, args.variant), args.format, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sptx", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -259,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tracks,
         _add_query,
         _add_plot,
+        _add_variants,
+        _add_query_variant,
     ):
         add(sub)
     return parser

@@ -1,0 +1,826 @@
+"""``variants``: score the splicing effect of every VCF record, ALT and overlapping gene.
+
+The driver reads the VCF once (``vcf.read_records``) into ``variants.work/records.parquet``
+and runs one Dask task per shard of ``shard_size`` records through ``runner.run_shards``. A
+task cuts the REF and ALT windows of its records, scores each *distinct* window once (windows
+grouped by length into batches, ``runtime.score_windows``), computes the scores of the chosen
+convention (``variant_effects``), writes ``parts/part-<shard>.parquet`` and then a done marker
+with the part's SHA-256 (``store.mark_done``). A rerun skips shards whose part matches its
+marker, so a killed run resumes and gives the same bytes. Once every shard is done the parts
+become ``variants.parquet`` and the annotated ``variants.vcf.gz`` (+ ``.tbi``).
+
+Conventions (README, "Variant effects"): ``spliceai`` reproduces the official ``spliceai``
+CLI; ``sptransformer`` the official SpliceTransformer tool, extended to every ALT, gene,
+indel and MNV.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from dask.base import tokenize
+
+from . import store
+from .annotation import write_parquet_atomic
+from .cluster import open_client
+from .genome import COMPLEMENT, contig_lengths, encode, open_fasta, reconcile_contigs
+from .provenance import package_provenance, sha256_file
+from .runner import (
+    RunSummary,
+    Shard,
+    ShardResult,
+    run_shards,
+    scheduler_settings,
+    shard_grid,
+    summarise,
+)
+from .runtime import (
+    ModelSpec,
+    build_model,
+    model_identity,
+    resolve_device,
+    score_windows,
+    worker_model,
+)
+from .variant_effects import (
+    DELTA_KEYS,
+    TISSUES,
+    align_alt,
+    nearest_boundary,
+    splice_deltas,
+    tissue_effect,
+    tissue_flags,
+)
+from .vcf import info_header_lines, provenance_line, read_records, write_annotated
+
+log = logging.getLogger(__name__)
+
+CONVENTIONS = ("auto", "spliceai", "sptransformer")
+DEFAULT_DISTANCE = {"spliceai": 50, "sptransformer": 100}
+PROVENANCE_KEY = b"sptx_provenance"
+ID_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "gene_id", "gene_name", "strand", "status"]
+SKIPPED_ALTS = (".", "-", "*")  # the official tool skips ALTs containing these ...
+SYMBOLIC_MARKS = ("<", ">", "[", "]")  # ... and symbolic ones (breakends: ours too)
+
+
+def result_schema(convention: str) -> pa.Schema:
+    """Columns of ``variants.parquet`` for a convention (``record`` = input record number)."""
+    fields = [pa.field(name, pa.int64() if name == "pos" else pa.string()) for name in ID_COLUMNS]
+    fields += [pa.field(f"ds_{key}", pa.float32()) for key in DELTA_KEYS]
+    fields += [pa.field(f"dp_{key}", pa.int32()) for key in DELTA_KEYS]
+    if convention == "sptransformer":
+        fields.append(pa.field("splice_score", pa.float32()))
+        fields += [pa.field(f"delta_{t}", pa.float32()) for t in TISSUES]
+        fields += [pa.field(f"flag_{t}", pa.bool_()) for t in TISSUES]
+        fields += [pa.field(f"dp_{t}", pa.int32()) for t in TISSUES]
+    fields.append(pa.field("record", pa.int64()))
+    return pa.schema(fields)
+
+
+# ---------------------------------------------------------------- annotation of one process
+
+
+@dataclass
+class Annotation:
+    """Genes by FASTA contig, canonical exon boundaries by gene, the FASTA and contig names."""
+
+    fasta: Any
+    lengths: dict[str, int]
+    genes: dict[str, pd.DataFrame]
+    boundaries: dict[str, np.ndarray]
+    contigs: dict[str, str | None] = field(default_factory=dict)  # VCF name -> FASTA name
+
+    @classmethod
+    def load(cls, fasta: str, genes: str, exons: str | None) -> Annotation:
+        handle = open_fasta(fasta)
+        table = pd.read_parquet(genes)
+        by_chrom = {
+            str(chrom): group.reset_index(drop=True)
+            for chrom, group in table.groupby("chrom", sort=False)
+        }
+        boundaries: dict[str, np.ndarray] = {}
+        if exons:
+            frame = pd.read_parquet(exons)
+            for gene, group in frame.groupby("gene_id", sort=False):
+                boundaries[str(gene)] = np.union1d(group["start"], group["end"]).astype(np.int64)
+        return cls(handle, contig_lengths(handle), by_chrom, boundaries)
+
+    def fasta_contig(self, chrom: str) -> str | None:
+        if chrom not in self.contigs:
+            self.contigs.update(reconcile_contigs([chrom], self.lengths))
+        return self.contigs[chrom]
+
+    def genes_at(self, chrom: str | None, pos: int) -> pd.DataFrame:
+        """Genes whose body ``[start, end]`` (1-based) contains ``pos``, in genes.parquet order."""
+        table = self.genes.get(chrom) if chrom is not None else None
+        if table is None:
+            return pd.DataFrame()
+        return table[(table["start"].to_numpy() <= pos) & (pos <= table["end"].to_numpy())]
+
+
+# -------------------------------------------------------------------------- windows
+
+
+_SPLICEAI_CODES = {"A": 0, "C": 1, "G": 2, "T": 3, "N": 4}
+
+
+def _spliceai_table() -> np.ndarray:
+    """The official tool's one-hot of a character, as a token: A, C, G, T, N by name; any other
+    (upper-cased) letter by ``ord % 5`` (0 = N, 1..4 = A, C, G, T), e.g. R -> C, Y -> T."""
+    table = np.full(256, 4, dtype=np.uint8)
+    for code in range(256):
+        upper = chr(code).upper()
+        if upper in _SPLICEAI_CODES:
+            table[code] = _SPLICEAI_CODES[upper]
+        elif len(upper) == 1 and ord(upper) < 128:
+            table[code] = (4, 0, 1, 2, 3)[ord(upper) % 5]
+    return table
+
+
+SPLICEAI_TABLE = _spliceai_table()
+
+
+def encode_spliceai(sequence: str) -> np.ndarray:
+    return SPLICEAI_TABLE[np.frombuffer(sequence.encode("latin-1", "replace"), dtype=np.uint8)]
+
+
+class WindowSet:
+    """Distinct model inputs: identical token windows share one slot (one forward pass)."""
+
+    def __init__(self) -> None:
+        self.slots: dict[bytes, int] = {}
+        self.windows: list[np.ndarray] = []
+
+    def add(self, tokens: np.ndarray) -> int:
+        key = tokens.tobytes()
+        if key not in self.slots:
+            self.slots[key] = len(self.windows)
+            self.windows.append(tokens)
+        return self.slots[key]
+
+    def score(self, model: Any, batch_size: int, device: Any) -> list[np.ndarray]:
+        """Outputs ``[T, C]`` per slot; windows of one length go through the model together."""
+        outputs: list[np.ndarray | None] = [None] * len(self.windows)
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for slot, window in enumerate(self.windows):
+            by_length[len(window)].append(slot)
+        for _, slots in sorted(by_length.items()):
+            batch = np.stack([self.windows[s] for s in slots])
+            for slot, probs in zip(
+                slots, score_windows(model, batch, batch_size, "float32", device), strict=True
+            ):
+                outputs[slot] = probs
+        return outputs  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the arithmetic needs: convention, distance ``D``, mask, model flank and channels."""
+
+    convention: str
+    distance: int
+    mask: bool
+    flank: int
+
+
+# --------------------------------------------------------------------- one shard of records
+
+
+@dataclass
+class Pending:
+    """A row waiting for model outputs: its REF/ALT slots and what aligns and masks them."""
+
+    row: dict[str, Any]
+    ref_slot: int
+    alt_slot: int
+    ref_len: int
+    alt_len: int
+    strand: str
+    boundary: int | None
+    strand_key: tuple[int, str, str]  # (record, alt, strand): shares the tissue effect
+
+
+def _row(rec: Any, alt: str, gene: Any | None, status: str) -> dict[str, Any]:
+    return {
+        "chrom": rec.chrom,
+        "pos": int(rec.pos),
+        "id": rec.id,
+        "ref": rec.ref,
+        "alt": alt,
+        "gene_id": None if gene is None else str(gene.gene_id),
+        "gene_name": None if gene is None else str(gene.gene_name),
+        "strand": None if gene is None else str(gene.strand),
+        "status": status,
+        "record": int(rec.record),
+    }
+
+
+def _alt_status(alt: str, ref: str, convention: str) -> str:
+    if any(mark in alt for mark in SYMBOLIC_MARKS):
+        return "symbolic_alt"
+    if any(mark in alt for mark in SKIPPED_ALTS):
+        return "skipped_alt"
+    if convention == "spliceai" and len(ref) > 1 and len(alt) > 1:
+        return "mnv"
+    return "ok"
+
+
+def _record_status(rec: Any, sequence: str | None, half: int, settings: Settings) -> str | None:
+    """Why a record with genes is not scored (None: scored); the official tool's skip rules."""
+    if sequence is None:
+        return "near_contig_end"
+    if sequence[half : half + len(rec.ref)].upper() != rec.ref.upper():
+        return "ref_mismatch"
+    if len(rec.ref) > 2 * settings.distance:
+        return "ref_too_long"
+    return None
+
+
+def _window_sequence(annotation: Annotation, chrom: str, pos: int, half: int) -> str | None:
+    """The genome around 1-based ``pos``, ``half`` bases each side; None off the contig."""
+    begin, end = pos - 1 - half, pos + half
+    if begin < 0 or end > annotation.lengths[chrom]:
+        return None
+    return str(annotation.fasta[chrom][begin:end])
+
+
+def _oriented(tokens: np.ndarray, strand: str) -> np.ndarray:
+    return COMPLEMENT[tokens[::-1]] if strand == "-" else tokens
+
+
+def plan_records(
+    records: pd.DataFrame, annotation: Annotation, settings: Settings, windows: WindowSet
+) -> list[dict[str, Any] | Pending]:
+    """Rows in output order; scored ones as ``Pending`` with their windows added to ``windows``."""
+    half = settings.flank + settings.distance
+    out: list[dict[str, Any] | Pending] = []
+    for rec in records.itertuples(index=False):
+        rec = rec._replace(ref=rec.ref.upper())
+        alts = rec.alts.split(",") if rec.alts else []
+        if not alts:
+            out.append(_row(rec, ".", None, "no_alt"))
+            continue
+        chrom = annotation.fasta_contig(rec.chrom)
+        genes = annotation.genes_at(chrom, int(rec.pos))
+        if genes.empty:
+            out.extend(_row(rec, alt, None, "no_gene") for alt in alts)
+            continue
+        sequence = _window_sequence(annotation, chrom, int(rec.pos), half)
+        status = _record_status(rec, sequence, half, settings)
+        if status is not None:
+            out.extend(_row(rec, a, g, status) for a in alts for g in genes.itertuples())
+            continue
+        ref_tokens: dict[Any, np.ndarray] = {}
+        for alt in alts:
+            for gene in genes.itertuples():
+                row = _row(rec, alt, gene, _alt_status(alt, rec.ref, settings.convention))
+                if row["status"] != "ok":
+                    out.append(row)
+                    continue
+                if settings.convention == "spliceai":
+                    key: Any = (gene.start, gene.end)
+                    if key not in ref_tokens:  # N outside the gene body
+                        lo = max(gene.start - (rec.pos - half), 0)
+                        hi = max((rec.pos + half) - gene.end, 0)
+                        masked = "N" * lo + sequence[lo : len(sequence) - hi] + "N" * hi
+                        ref_tokens[key] = encode_spliceai(masked)
+                    ref = ref_tokens[key]
+                    alt_tokens = np.concatenate(
+                        [ref[:half], encode_spliceai(alt.upper()), ref[half + len(rec.ref) :]]
+                    )
+                else:
+                    key = "genome"
+                    if key not in ref_tokens:
+                        ref_tokens[key] = encode(sequence)
+                    ref = ref_tokens[key]
+                    alt_tokens = np.concatenate(
+                        [ref[:half], encode(alt.upper()), ref[half + len(rec.ref) :]]
+                    )
+                boundaries = annotation.boundaries.get(str(gene.gene_id), np.empty(0, np.int64))
+                out.append(
+                    Pending(
+                        row=row,
+                        ref_slot=windows.add(_oriented(ref, gene.strand)),
+                        alt_slot=windows.add(_oriented(alt_tokens, gene.strand)),
+                        ref_len=len(rec.ref),
+                        alt_len=len(alt),
+                        strand=str(gene.strand),
+                        boundary=nearest_boundary(boundaries, int(rec.pos)),
+                        strand_key=(int(rec.record), alt, str(gene.strand)),
+                    )
+                )
+    return out
+
+
+def finish_rows(
+    planned: list[dict[str, Any] | Pending], outputs: list[np.ndarray], settings: Settings
+) -> list[dict[str, Any]]:
+    """Scores of every pending row from the model outputs of its windows."""
+    effects: dict[tuple[int, str, str], Any] = {}
+    rows = []
+    for item in planned:
+        if isinstance(item, dict):
+            rows.append(item)
+            continue
+        ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
+        if item.strand == "-":
+            ref, alt = ref[::-1], alt[::-1]
+        alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
+        deltas = splice_deltas(ref, alt, item.boundary, settings.mask)
+        row = dict(item.row)
+        for key, value, offset in zip(DELTA_KEYS, deltas.ds, deltas.dp, strict=True):
+            row[f"ds_{key}"] = value
+            row[f"dp_{key}"] = offset
+        if settings.convention == "sptransformer":
+            if item.strand_key not in effects:
+                effects[item.strand_key] = tissue_effect(ref, alt)
+            effect = effects[item.strand_key]
+            row["splice_score"] = effect.splice_score
+            flags = tissue_flags(effect.deltas)
+            for i, tissue in enumerate(TISSUES):
+                row[f"delta_{tissue}"] = effect.deltas[i]
+                row[f"flag_{tissue}"] = bool(flags[i])
+                row[f"dp_{tissue}"] = int(effect.offsets[i])
+        rows.append(row)
+    return rows
+
+
+def score_records(
+    records: pd.DataFrame,
+    annotation: Annotation,
+    settings: Settings,
+    model: Any,
+    batch_size: int = 8,
+    device: Any = "cpu",
+) -> pa.Table:
+    """The result rows of ``records`` (one per record x ALT x gene) as an Arrow table."""
+    windows = WindowSet()
+    planned = plan_records(records, annotation, settings, windows)
+    outputs = windows.score(model, batch_size, device) if windows.windows else []
+    rows = finish_rows(planned, outputs, settings)
+    schema = result_schema(settings.convention)
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+# ------------------------------------------------------------------------ the shard task
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """What every shard task needs; small and picklable (model and FASTA open on the worker)."""
+
+    work: str
+    fasta: str
+    genes: str
+    exons: str | None
+    settings: Settings
+    model: ModelSpec
+    model_key: str
+    device: str
+    precision: str
+    batch_size: int
+    run_id: str
+
+
+def part_path(work: str | os.PathLike, shard: int) -> Path:
+    return Path(work) / "parts" / f"part-{shard:08d}.parquet"
+
+
+_ANNOTATIONS: dict[str, Annotation] = {}
+_ANNOTATIONS_LOCK = threading.Lock()
+
+
+def _annotation(job: VariantJob) -> Annotation:
+    with _ANNOTATIONS_LOCK:
+        if job.run_id not in _ANNOTATIONS:
+            _ANNOTATIONS.clear()
+            _ANNOTATIONS[job.run_id] = Annotation.load(job.fasta, job.genes, job.exons)
+        return _ANNOTATIONS[job.run_id]
+
+
+def _part_is_done(job: VariantJob, shard: Shard) -> bool | None:
+    """True when the shard's part matches its marker; None without a marker; False if stale."""
+    try:
+        marker = store.read_done(job.work, shard.index)
+    except (OSError, ValueError):
+        marker = {}
+    if marker is None:
+        return None
+    part = part_path(job.work, shard.index)
+    ok = (
+        bool(marker)
+        and (marker.get("start"), marker.get("stop")) == (shard.start, shard.stop)
+        and part.is_file()
+        and sha256_file(part) == marker.get("sha256")
+    )
+    if not ok:
+        log.warning("%s: part missing or not matching its marker; recomputing", shard.describe())
+        store.clear_done(job.work, shard.index)
+    return ok
+
+
+def process_variant_shard(job: VariantJob, shard: Shard) -> ShardResult:
+    """Verify or compute one shard of records; returns a small record, never the rows."""
+    done = _part_is_done(job, shard)
+    if done:
+        return ShardResult(shard.index, shard.size, "skipped")
+    records = pd.read_parquet(
+        Path(job.work) / "records.parquet",
+        filters=[("record", ">=", shard.start), ("record", "<", shard.stop)],
+    )
+    device = resolve_device(job.device)
+    model = worker_model(job.model, job.model_key, device, job.precision)
+    table = score_records(records, _annotation(job), job.settings, model, job.batch_size, device)
+    part = part_path(job.work, shard.index)
+    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, part)
+    finally:
+        tmp.unlink(missing_ok=True)
+    store.mark_done(
+        job.work,
+        shard.index,
+        {"start": shard.start, "stop": shard.stop, "sha256": sha256_file(part)},
+    )
+    return ShardResult(shard.index, shard.size, "computed" if done is None else "recomputed")
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+def resolve_convention(convention: str, channels: Sequence[str]) -> str:
+    """``auto``: ``sptransformer`` for a model with the 15 tissue channels, else ``spliceai``."""
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"variant_convention must be one of {list(CONVENTIONS)}, got {convention!r}"
+        )
+    has_tissues = tuple(channels[3:]) == TISSUES
+    if convention == "auto":
+        return "sptransformer" if has_tissues else "spliceai"
+    if convention == "sptransformer" and not has_tissues:
+        raise ValueError(
+            "variant_convention sptransformer needs a model with the 15 SpTransformer tissue "
+            f"channels; this model has {list(channels)}"
+        )
+    return convention
+
+
+def _prepare_work(work: Path, fingerprint: dict[str, Any]) -> bool:
+    """Keep a compatible work directory (True: resuming), else start it afresh."""
+    marker = work / "fingerprint.json"
+    if marker.is_file():
+        try:
+            existing = json.loads(marker.read_text())
+        except ValueError:
+            existing = None
+        if existing == fingerprint:
+            log.info("resuming %s", work)
+            return True
+        log.warning("%s was made for other inputs; starting afresh", work)
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "parts").mkdir(parents=True)
+    (work / store.DONE_DIR).mkdir()
+    return False
+
+
+def _genes_metadata(genes: str | os.PathLike) -> dict[str, Any]:
+    meta = pq.read_schema(genes).metadata or {}
+    return json.loads(meta[b"sptx"]) if b"sptx" in meta else {}
+
+
+def score_variants(
+    vcf: str | os.PathLike,
+    fasta: str | os.PathLike,
+    genes: str | os.PathLike,
+    model: ModelSpec,
+    out_parquet: str | os.PathLike,
+    out_vcf: str | os.PathLike,
+    exons: str | os.PathLike | None = None,
+    convention: str = "auto",
+    distance: int | None = None,
+    mask: bool = False,
+    shard_size: int = 1000,
+    batch_size: int = 8,
+    device: str = "auto",
+    precision: str = "float32",
+    cluster: dict[str, Any] | None = None,
+    max_retries: int = 2,
+    progress: bool = True,
+    work_dir: str | os.PathLike | None = None,
+) -> RunSummary:
+    """Score every record x ALT x overlapping gene of ``vcf``; write Parquet and VCF.gz.
+
+    ``genes``/``exons``: the genes stage's ``genes.parquet`` and ``exons.parquet`` (exons are
+    needed for ``mask``). ``distance``: ``D`` (default 50 for ``spliceai``, 100 for
+    ``sptransformer``). Sharded over Dask like ``predict``, resumable through the work
+    directory (default: ``<out_parquet>.work``). Returns the run summary in records.
+    """
+    began = time.perf_counter()
+    if shard_size < 1 or batch_size < 1 or max_retries < 0:
+        raise ValueError("shard_size and batch_size must be >= 1, max_retries >= 0")
+    if mask and exons is None:
+        raise ValueError("variant_mask needs the canonical exons (exons.parquet from genes)")
+    local = build_model(model, torch.device("cpu"), precision)
+    identity = model_identity(local)
+    del local
+    convention = resolve_convention(convention, identity["channels"])
+    distance = DEFAULT_DISTANCE[convention] if distance is None else int(distance)
+    if not 0 <= distance < 5000:
+        raise ValueError(f"variant_distance must be in 0..4999, got {distance}")
+    settings = Settings(convention, distance, bool(mask), identity["flank"])
+
+    out_parquet, out_vcf = Path(out_parquet), Path(out_vcf)
+    work = Path(work_dir) if work_dir else out_parquet.with_name(out_parquet.name + ".work")
+    inputs = {
+        "vcf": str(Path(vcf).resolve()),
+        "vcf_sha256": sha256_file(vcf),
+        "fasta": str(Path(fasta).resolve()),
+        "fasta_sha256": sha256_file(fasta),
+        "genes_sha256": sha256_file(genes),
+        "exons_sha256": sha256_file(exons) if exons else None,
+        "annotation": _genes_metadata(genes),
+    }
+    model_record = {
+        "source": model if isinstance(model, str) else repr(model),
+        **{key: identity[key] for key in ("class", "flank", "channels", "weights_sha256")},
+    }
+    settings_record = {
+        "convention": convention,
+        "distance": distance,
+        "mask": bool(mask),
+        "precision": precision,
+    }
+    fingerprint = {
+        "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256")},
+        "model": model_record,
+        "settings": settings_record,
+        "shard_size": shard_size,
+    }
+    resuming = _prepare_work(work, fingerprint)
+    records_path = work / "records.parquet"
+    if not resuming or not records_path.is_file():
+        records = read_records(vcf)
+        write_parquet_atomic(records, records_path)
+        (work / "fingerprint.json").write_text(json.dumps(fingerprint, sort_keys=True))
+    n_records = pq.read_metadata(records_path).num_rows
+    log.info("%s: %d records, convention %s, D=%d", vcf, n_records, convention, distance)
+
+    shards = shard_grid(n_records, shard_size)
+    marked = store.done_shards(work)
+    ordered = [s for s in shards if s.index in marked] + [
+        s for s in shards if s.index not in marked
+    ]
+    job = VariantJob(
+        work=str(work),
+        fasta=str(Path(fasta).resolve()),
+        genes=str(Path(genes).resolve()),
+        exons=str(Path(exons).resolve()) if exons else None,
+        settings=settings,
+        model=model,
+        model_key=f"{identity['weights_sha256']}-{tokenize(model)}",
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        run_id=uuid.uuid4().hex[:12],
+    )
+    counts: Counter = Counter()
+    working = 0.0
+    if shards:
+        with scheduler_settings(max_retries), open_client(cluster, device) as client:
+            started = time.perf_counter()
+            counts = run_shards(
+                client,
+                functools.partial(process_variant_shard, job),
+                ordered,
+                run_id=job.run_id,
+                desc="variants",
+                unit="var",
+                noun="records",
+                max_retries=max_retries,
+                progress=progress,
+            )
+            working = time.perf_counter() - started
+    provenance = {
+        "inputs": inputs,
+        "model": model_record,
+        "settings": settings_record,
+        "software": package_provenance(),
+    }
+    table = write_results(work, shards, out_parquet, provenance, convention)
+    write_vcf(vcf, out_vcf, table, convention, provenance)
+    summary = summarise(shards, counts, job.run_id, began, working)
+    log.info(
+        "variants: %d records in %d shards (%d skipped); %.1f records/s",
+        n_records,
+        summary.shards,
+        summary.skipped,
+        summary.items_per_s,
+    )
+    return summary
+
+
+def write_results(
+    work: Path,
+    shards: Sequence[Shard],
+    out: Path,
+    provenance: dict[str, Any],
+    convention: str,
+) -> pa.Table:
+    """Concatenate the shard parts, in record order, into ``out`` (atomically)."""
+    missing = [s.index for s in shards if s.index not in store.done_shards(work)]
+    if missing:
+        raise RuntimeError(f"{work}: {len(missing)} shards are not done (e.g. {missing[:5]})")
+    schema = result_schema(convention)
+    parts = [pq.read_table(part_path(work, s.index), schema=schema) for s in shards]
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    metadata = {PROVENANCE_KEY: json.dumps(provenance, sort_keys=True, default=str).encode()}
+    table = table.replace_schema_metadata(metadata)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table
+
+
+def _spliceai_entry(row: dict[str, Any]) -> str | None:
+    """The official tool's INFO entry of a row (None: the tool writes none)."""
+    if row["status"] == "mnv":
+        return f"{row['alt']}|{row['gene_name']}|" + "|".join(["."] * 8)
+    if row["status"] != "ok":
+        return None
+    values = [f"{row[f'ds_{k}']:.2f}" for k in DELTA_KEYS]
+    offsets = [str(row[f"dp_{k}"]) for k in DELTA_KEYS]
+    return "|".join([row["alt"], row["gene_name"], *values, *offsets])
+
+
+def _sptransformer_entry(row: dict[str, Any]) -> str | None:
+    if row["status"] != "ok":
+        return None
+    deltas = [row[f"delta_{t}"] for t in TISSUES]
+    top = int(np.argmax(deltas))
+    flagged = "&".join(t for t in TISSUES if row[f"flag_{t}"]) or "."
+    return "|".join(
+        [
+            row["alt"],
+            row["gene_name"],
+            row["strand"],
+            f"{row['splice_score']:.4f}",
+            f"{deltas[top]:.4f}",
+            TISSUES[top],
+            flagged,
+        ]
+    )
+
+
+def write_vcf(
+    vcf: str | os.PathLike,
+    out: Path,
+    table: pa.Table,
+    convention: str,
+    provenance: dict[str, Any],
+) -> None:
+    """Every input record in order with the INFO entries of its scored rows."""
+    builders = {"SpliceAI": _spliceai_entry}
+    if convention == "sptransformer":
+        builders["SpTransformer"] = _sptransformer_entry
+    entries: dict[str, dict[int, list[str]]] = {key: defaultdict(list) for key in builders}
+    for row in table.to_pylist():
+        for key, build in builders.items():
+            entry = build(row)
+            if entry is not None:
+                entries[key][row["record"]].append(entry)
+    info = {key: functools.partial(_entries_of, entries[key]) for key in builders}
+    header = [*info_header_lines(list(builders)), provenance_line(provenance)]
+    write_annotated(vcf, out, info, header)
+
+
+def _entries_of(entries: dict[int, list[str]], record: int) -> list[str]:
+    return entries.get(record, [])
+
+
+# -------------------------------------------------------------- saturation and queries
+
+
+def saturation_positions(exons: pd.DataFrame, genes: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``chrom, pos`` (1-based) within ``n`` nt of an internal exon boundary of each gene's
+    canonical transcript (the transcript's outer ends are not splice sites), sorted, unique."""
+    chrom_of = dict(zip(genes["gene_id"].astype(str), genes["chrom"].astype(str), strict=True))
+    spans = []
+    for gene, group in exons.groupby("gene_id", sort=False):
+        if str(gene) not in chrom_of:
+            continue
+        starts, ends = np.sort(group["start"].to_numpy()), np.sort(group["end"].to_numpy())
+        for site in np.concatenate([starts[1:], ends[:-1]]):
+            spans.append((chrom_of[str(gene)], np.arange(site - n, site + n + 1)))
+    if not spans:
+        return pd.DataFrame({"chrom": [], "pos": []})
+    frame = pd.DataFrame(
+        {
+            "chrom": np.concatenate([np.full(len(p), c, dtype=object) for c, p in spans]),
+            "pos": np.concatenate([p for _, p in spans]),
+        }
+    )
+    return frame[frame["pos"] >= 1].drop_duplicates().reset_index(drop=True)
+
+
+def saturation_vcf(
+    fasta: str | os.PathLike,
+    genes: str | os.PathLike,
+    exons: str | os.PathLike,
+    n: int,
+    out: str | os.PathLike,
+) -> int:
+    """Write every SNV within ``n`` nt of the selected genes' exon boundaries as a bgzip VCF
+    (one record per position, its three ALTs together so they share the REF window)."""
+    import pysam
+
+    if n < 0:
+        raise ValueError(f"saturate must be 0 or more, got {n}")
+    handle = open_fasta(fasta)
+    lengths = contig_lengths(handle)
+    positions = saturation_positions(pd.read_parquet(exons), pd.read_parquet(genes), n)
+    rank = {name: i for i, name in enumerate(lengths)}
+    positions = positions.assign(_rank=positions["chrom"].map(rank))
+    positions = positions.sort_values(["_rank", "pos"]).drop(columns="_rank")
+    header = pysam.VariantHeader()
+    for name, length in lengths.items():
+        header.contigs.add(name, length=length)
+    header.add_line(f"##source=sptx saturation within {n} nt of canonical exon boundaries")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.vcf.gz")
+    written = 0
+    try:
+        with pysam.VariantFile(str(tmp), "wz", header=header) as vcf:
+            for chrom, group in positions.groupby("chrom", sort=False):
+                for pos in group["pos"]:
+                    if pos > lengths[chrom]:
+                        continue
+                    ref = str(handle[chrom][pos - 1 : pos]).upper()
+                    if ref not in ("A", "C", "G", "T"):
+                        continue
+                    alts = tuple(base for base in "ACGT" if base != ref)
+                    vcf.write(vcf.new_record(contig=chrom, start=pos - 1, alleles=(ref, *alts)))
+                    written += 1
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("saturation: %d positions (%d SNVs) written to %s", written, 3 * written, out)
+    return written
+
+
+def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
+    """Rows of ``variants.parquet`` for ``chrom:pos[:REF>ALT]`` (either contig naming) or a gene
+    name or id (with or without version)."""
+    from .genome import contig_aliases
+
+    path = Path(results)
+    path = path / "variants.parquet" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the variants stage first")
+    text = text.strip().replace(",", "")
+    parts = text.split(":")
+    if len(parts) in (2, 3) and parts[1].isdigit():
+        chrom, pos = parts[0], int(parts[1])
+        names = [chrom, *contig_aliases(chrom)]
+        frame = pd.read_parquet(path, filters=[("pos", "=", pos), ("chrom", "in", names)])
+        if len(parts) == 3:
+            ref, sep, alt = parts[2].partition(">")
+            if not sep:
+                raise ValueError(f"{text!r}: the allele part must be REF>ALT, e.g. G>A")
+            keep = (frame["ref"].str.upper() == ref.upper()) & (
+                frame["alt"].str.upper() == alt.upper()
+            )
+            frame = frame[keep]
+        return frame.reset_index(drop=True)
+    if len(parts) > 1:
+        raise ValueError(f"{text!r} is not chrom:pos[:REF>ALT] nor a gene name or id")
+    frame = pd.read_parquet(path)
+    unversioned = frame["gene_id"].str.replace(r"\.\d+$", "", regex=True)
+    hit = frame[(frame["gene_id"] == text) | (unversioned == text) | (frame["gene_name"] == text)]
+    if hit.empty:
+        raise ValueError(f"no variants of a gene {text!r} in {path}")
+    return hit.reset_index(drop=True)
