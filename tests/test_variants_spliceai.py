@@ -1,0 +1,154 @@
+"""The SpliceAI convention of ``sptx variants`` against the official ``spliceai`` 1.3.1 CLI.
+
+The expected VCF was written by the official tool (GRCh37 annotation, ``-D 50 -M 0``) for the
+variants of ``spliceai_chr19_variants.vcf`` (contig ``19``; our FASTA names it ``chr19``):
+SNVs, multi-allelic records, deletions, insertions, an MNV, a REF of ``Z``, ``*`` ALTs and
+positions 1..3 whose window runs off the chromosome. The model is SpliceAI's published
+weights; genes and exons come from the bundled GTF (written from SpliceAI's own annotation
+table). Every INFO entry must match: allele and gene, DS to the printed two decimals, and DP
+wherever DS >= 0.05 (below that the position of a near-zero maximum is float noise).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pysam
+import pytest
+
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF
+
+DATA = Path(__file__).parent / "data" / "variants"
+FIELDS = ("DS_AG", "DS_AL", "DS_DG", "DS_DL", "DP_AG", "DP_AL", "DP_DG", "DP_DL")
+
+
+def sptx(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "sptx_pipeline.cli", *args], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def annotation(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("genes")
+    paths = {name: base / f"{name}.parquet" for name in ("genes", "regions", "exons")}
+    sptx(
+        *("genes", "--gtf", str(EXAMPLE_GTF), "--fasta", str(EXAMPLE_FASTA)),
+        *("--gene-types=", "--out-genes", str(paths["genes"])),
+        *("--out-regions", str(paths["regions"]), "--out-exons", str(paths["exons"])),
+    )
+    return paths
+
+
+def run_variants(annotation, vcf: Path, out: Path, *extra: str) -> tuple[Path, Path]:
+    parquet, vcf_out = out / "variants.parquet", out / "variants.vcf.gz"
+    sptx(
+        *("variants", "--vcf", str(vcf), "--fasta", str(EXAMPLE_FASTA)),
+        *("--genes", str(annotation["genes"]), "--exons", str(annotation["exons"])),
+        *("--model", "spliceai", "--out-parquet", str(parquet), "--out-vcf", str(vcf_out)),
+        *("--device", "cpu", "--shard-size", "8", "--no-progress", *extra),
+    )
+    return parquet, vcf_out
+
+
+def spliceai_entries(path: Path) -> list[tuple[str, tuple, list[str]]]:
+    """``(chrom:pos:ref>alts, entries)`` for every record, in file order."""
+    with pysam.VariantFile(str(path)) as vcf:
+        return [
+            (
+                f"{rec.chrom}:{rec.pos}:{rec.ref}>{','.join(rec.alts or ())}",
+                tuple(rec.info["SpliceAI"]) if "SpliceAI" in rec.info else (),
+            )
+            for rec in vcf
+        ]
+
+
+def assert_same_spliceai(ours: Path, expected: Path) -> int:
+    """Every record and INFO entry equal in the sense above; returns the entries compared."""
+    mine, theirs = spliceai_entries(ours), spliceai_entries(expected)
+    assert [key for key, _ in mine] == [key for key, _ in theirs]
+    compared = 0
+    for (key, got), (_, want) in zip(mine, theirs, strict=True):
+        assert len(got) == len(want), (key, got, want)
+        for a, b in zip(got, want, strict=True):
+            a_fields, b_fields = a.split("|"), b.split("|")
+            assert a_fields[:2] == b_fields[:2], (key, a, b)
+            if b_fields[2] == ".":
+                assert a_fields[2:] == b_fields[2:], (key, a, b)
+                continue
+            for i in range(4):
+                ds_a, ds_b = float(a_fields[2 + i]), float(b_fields[2 + i])
+                assert ds_a == ds_b, (key, FIELDS[i], a, b)
+                if ds_b >= 0.05:
+                    assert a_fields[6 + i] == b_fields[6 + i], (key, FIELDS[4 + i], a, b)
+            compared += 1
+    return compared
+
+
+@pytest.fixture(scope="module")
+def shared_run(annotation, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shared")
+    return run_variants(annotation, DATA / "spliceai_chr19_variants.vcf", out)
+
+
+def test_cli_matches_the_official_tool(shared_run):
+    _, vcf_out = shared_run
+    assert assert_same_spliceai(vcf_out, DATA / "spliceai_chr19_variants_expected.vcf") == 22
+
+
+def test_dp_matches_even_below_the_threshold_here(shared_run):
+    """On this file every DP is equal too (the official numbers are reproduced to float noise)."""
+    _, vcf_out = shared_run
+    assert spliceai_entries(vcf_out) == spliceai_entries(
+        DATA / "spliceai_chr19_variants_expected.vcf"
+    )
+
+
+def test_output_vcf_is_indexed_and_carries_provenance(shared_run):
+    _, vcf_out = shared_run
+    assert Path(str(vcf_out) + ".tbi").is_file()
+    with pysam.VariantFile(str(vcf_out)) as vcf:
+        lines = [r for r in vcf.header.records if r.key == "sptx_provenance"]
+        hits = list(vcf.fetch("19", 1228430, 1228433))  # tabix works
+    assert [h.pos for h in hits] == [1228431, 1228432, 1228433]
+    record = json.loads(lines[0].value)
+    assert record["settings"] == {
+        "convention": "spliceai",
+        "distance": 50,
+        "mask": False,
+        "precision": "float32",
+    }
+    assert record["model"]["source"] == "spliceai" and len(record["model"]["weights_sha256"]) == 64
+    assert record["inputs"]["annotation"]["gtf_sha256"]
+
+
+def test_parquet_rows_and_statuses(shared_run):
+    parquet, _ = shared_run
+    frame = pd.read_parquet(parquet)
+    assert list(frame.columns[:9]) == [
+        *("chrom", "pos", "id", "ref", "alt", "gene_id", "gene_name", "strand", "status"),
+    ]
+    status = frame.groupby(["pos", "ref", "alt"])["status"].agg(lambda s: sorted(set(s)))
+    assert status[(1, "C", "A")] == ["no_gene"]
+    assert status[(1228434, "Z", "A")] == ["ref_mismatch"]
+    assert status[(1228443, "G", "T/*")] == ["skipped_alt"]
+    assert status[(1228442, "GG", "CC")] == ["mnv"]
+    assert status[(1228442, "GG", "A")] == ["ok"]
+    # one row per record x ALT x gene: 19:1228432 C>A,T over STK11 (+) and CBARP (-)
+    rows = frame[frame["pos"] == 1228432]
+    assert list(zip(rows["alt"], rows["gene_name"], rows["strand"], strict=True)) == [
+        ("A", "STK11", "+"),
+        ("A", "CBARP", "-"),
+        ("T", "STK11", "+"),
+        ("T", "CBARP", "-"),
+    ]
+    meta = json.loads(pq.read_schema(parquet).metadata[b"sptx_provenance"])
+    assert meta["settings"]["convention"] == "spliceai"
+    assert frame["record"].is_monotonic_increasing
