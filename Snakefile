@@ -5,6 +5,7 @@
 """
 
 import json
+import shlex
 
 from snakemake.utils import min_version, validate
 
@@ -32,6 +33,7 @@ include: "workflow/rules/tile.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/tracks.smk"
+include: "workflow/rules/variants.smk"
 
 
 rule all:
@@ -40,3 +42,4 @@ rule all:
         rules.merge.output.scores,
         rules.merge.output.sites,
         rules.tracks.output.tracks,
+        variant_outputs(),

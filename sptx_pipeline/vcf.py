@@ -60,8 +60,8 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
     """
     rows: list[tuple[Any, ...]] = []
     with _open(path) as vcf:
-        binary = vcf.is_bcf if hasattr(vcf, "is_bcf") else str(path).endswith(".bcf")
-        first_line = 1 if binary else len(str(vcf.header).splitlines()) + 1
+        binary = vcf.format == "BCF"
+        first_line = 1 if binary else _header_line_count(path) + 1
         iterator = iter(vcf)
         while True:
             number = first_line + len(rows)
@@ -71,7 +71,10 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
             except StopIteration:
                 break
             except (OSError, ValueError) as err:
-                raise VCFFormatError(f"{path}, {where}: cannot read VCF record: {err}") from None
+                raise VCFFormatError(
+                    f"{path}, {where}: htslib cannot parse this record ({err}; its own message "
+                    "above says why)"
+                ) from None
             if rec.ref is None or rec.pos < 1:
                 raise VCFFormatError(f"{path}, {where}: record without REF or position")
             rows.append(
@@ -87,6 +90,19 @@ def read_records(path: str | os.PathLike) -> pd.DataFrame:
             )
     frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return frame.astype({"record": "int64", "line": "int64", "pos": "int64"})
+
+
+def _header_line_count(path: str | os.PathLike) -> int:
+    """Header lines of a text VCF (plain or bgzip), to name the line of a bad record."""
+    from .genome import open_text
+
+    count = 0
+    with open_text(path) as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            count += 1
+    return count
 
 
 def provenance_line(provenance: Mapping[str, Any]) -> str:

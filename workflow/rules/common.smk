@@ -9,8 +9,9 @@ def normalise_config(cfg):
     for key in LIST_KEYS:
         if isinstance(cfg.get(key), str):
             cfg[key] = [item for item in cfg[key].split(",") if item]
-    if str(cfg.get("chunk_size")).lower() in ("null", "none", ""):
-        cfg["chunk_size"] = None
+    for key in ("chunk_size", "vcf", "variant_distance", "saturate"):
+        if str(cfg.get(key)).lower() in ("null", "none", ""):
+            cfg[key] = None
 
 
 def csv(values):

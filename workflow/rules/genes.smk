@@ -6,6 +6,7 @@ rule genes:
     output:
         genes=f"{OUT}/genes.parquet",
         regions=f"{OUT}/regions.parquet",
+        exons=f"{OUT}/exons.parquet",
     params:
         gene_types=csv(config["gene_types"]),
         chromosomes=csv(config["chromosomes"]),
@@ -21,4 +22,5 @@ rule genes:
         "sptx genes --gtf {input.gtf:q} --fasta {input.fasta:q}"
         " --gene-types={params.gene_types:q} --chromosomes={params.chromosomes:q}"
         " --genes={params.genes:q} --missing-contigs {params.missing_contigs}"
-        " --out-genes {output.genes:q} --out-regions {output.regions:q} > {log:q} 2>&1"
+        " --out-genes {output.genes:q} --out-regions {output.regions:q}"
+        " --out-exons {output.exons:q} > {log:q} 2>&1"
