@@ -572,7 +572,7 @@ def score_variants(
     }
     fingerprint = {
         "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256")},
-        "model": model_record,
+        "model": {k: v for k, v in model_record.items() if k != "source"},
         "settings": settings_record,
         "shard_size": shard_size,
     }
@@ -714,7 +714,8 @@ def write_vcf(
                 entries[key][row["record"]].append(entry)
     info = {key: functools.partial(_entries_of, entries[key]) for key in builders}
     header = [*info_header_lines(list(builders)), provenance_line(provenance)]
-    write_annotated(vcf, out, info, header)
+    symbolic = any("<" in alt for alt in table.column("alt").to_pylist() if alt)
+    write_annotated(vcf, out, info, header, symbolic=symbolic)
 
 
 def _entries_of(entries: dict[int, list[str]], record: int) -> list[str]:

@@ -37,6 +37,8 @@ SPTRANSFORMER_INFO = (
     'Format: ALLELE|SYMBOL|STRAND|SPLICE_SCORE|MAX_TISSUE_DELTA|MAX_TISSUE|FLAGGED_TISSUES">'
 )
 
+END_INFO = '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">'
+
 
 class VCFFormatError(ValueError):
     """A record htslib cannot read; the message names the file and line (or record number)."""
@@ -115,12 +117,15 @@ def write_annotated(
     out: str | os.PathLike,
     info: Mapping[str, Callable[[int], Sequence[str]]],
     header_lines: Sequence[str],
+    symbolic: bool = False,
 ) -> bool:
     """Write ``source`` to ``out`` (bgzip VCF) with INFO keys added, and its tabix index.
 
     ``info`` maps an INFO key to a function of the record number giving its entries (none:
     the record keeps its INFO as it was). Written under temporary names and renamed at the
     end. Returns whether the index could be built (input not sorted: warning, no index).
+    ``symbolic``: the input has symbolic ALTs; htslib gives them an implicit ``END``, which
+    cannot be written without a header line defining it, so one is added if missing.
     """
     import pysam
 
@@ -131,6 +136,8 @@ def write_annotated(
     try:
         with _open(source) as vcf:
             header = vcf.header
+            if symbolic and "END" not in header.info:
+                header.add_line(END_INFO)
             for line in header_lines:
                 defined = re.match(r"##INFO=<ID=([^,>]+)", line)
                 if defined is None or defined.group(1) not in header.info:
