@@ -246,7 +246,8 @@ def _record_status(rec: Any, sequence: str | None, half: int, settings: Settings
     """Why a record with genes is not scored (None: scored); the official tool's skip rules."""
     if sequence is None:
         return "near_contig_end"
-    if sequence[half : half + len(rec.ref)].upper() != rec.ref.upper():
+    written = rec.ref if settings.convention == "spliceai" else rec.ref.upper()
+    if sequence[half : half + len(rec.ref)].upper() != written:  # the tool: REF as written
         return "ref_mismatch"
     if len(rec.ref) > 2 * settings.distance:
         return "ref_too_long"
@@ -272,7 +273,6 @@ def plan_records(
     half = settings.flank + settings.distance
     out: list[dict[str, Any] | Pending] = []
     for rec in records.itertuples(index=False):
-        rec = rec._replace(ref=rec.ref.upper())
         alts = rec.alts.split(",") if rec.alts else []
         if not alts:
             out.append(_row(rec, ".", None, "no_alt"))

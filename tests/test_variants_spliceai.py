@@ -152,3 +152,33 @@ def test_parquet_rows_and_statuses(shared_run):
     meta = json.loads(pq.read_schema(parquet).metadata[b"sptx_provenance"])
     assert meta["settings"]["convention"] == "spliceai"
     assert frame["record"].is_monotonic_increasing
+
+
+OFFICIAL_RUNS = [  # (input, official output, sptx options)
+    ("spliceai_variants_input.vcf", "spliceai_D50_M0.vcf", ()),
+    ("spliceai_variants_input.vcf", "spliceai_D50_M1.vcf", ("--mask",)),
+    ("spliceai_variants_input.vcf", "spliceai_D500_M0.vcf", ("--distance", "500")),
+    ("spliceai_variants_input.vcf", "spliceai_D500_M1.vcf", ("--distance", "500", "--mask")),
+    ("spliceai_chr_input.vcf", "spliceai_chr_D50_M0.vcf", ()),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "expected", "options"), OFFICIAL_RUNS)
+def test_official_edge_cases(annotation, tmp_path, source, expected, options):
+    """SNVs at canonical GT/AG on both strands, deletions across exon boundaries, insertions,
+    MNVs, multi-allelic records, lower-case, IUPAC and N alleles, gene and contig ends, long
+    deletions, ``-D 50/500`` x ``-M 0/1``: the official CLI's outputs in tests/data/variants."""
+    _, vcf_out = run_variants(annotation, DATA / source, tmp_path, *options)
+    assert assert_same_spliceai(vcf_out, DATA / expected) > 0
+
+
+def test_symbolic_alts_are_written_where_the_official_tool_aborts(annotation, tmp_path):
+    """The official CLI dies on ``<DEL>`` (spliceai_symbolic_D50_M0.error.txt); we keep the
+    records, give the SNV ALT its entry and mark the symbolic ones."""
+    parquet, vcf_out = run_variants(annotation, DATA / "spliceai_symbolic_input.vcf", tmp_path)
+    frame = pd.read_parquet(parquet)
+    assert sorted(frame["status"]) == ["ok", "symbolic_alt", "symbolic_alt"]
+    entries = spliceai_entries(vcf_out)
+    assert [len(e) for _, e in entries] == [1, 0]
+    assert entries[0][1][0].startswith("T|GPX4|")
