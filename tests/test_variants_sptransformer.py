@@ -53,6 +53,7 @@ VARIANTS = [  # (pos, ref, alt): + only (STK11), - only (CBARP), both strands, i
     (1228437, "C", "CAT"),
     (1233425, "C", "T"),
 ]
+LOWER_CASE = [(1228434, "g", "a")]  # accepted here; scored like G>A
 TOKEN = {"A": 0, "C": 1, "G": 2, "T": 3}
 
 
@@ -100,7 +101,7 @@ def run(tmp_path_factory):
         EXAMPLE_GTF, EXAMPLE_FASTA, genes, base / "regions.parquet", gene_types=[], out_exons=exons
     )
     vcf = base / "in.vcf"
-    body = "".join(f"19\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in VARIANTS)
+    body = "".join(f"19\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in sorted(VARIANTS + LOWER_CASE))
     vcf.write_text(
         "##fileformat=VCFv4.2\n##contig=<ID=19>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
         + body
@@ -168,10 +169,21 @@ def test_vcf_entries(run):
     with pysam.VariantFile(str(base / "variants.vcf.gz")) as vcf:
         assert "SpTransformer" in vcf.header.info and "SpliceAI" in vcf.header.info
         records = list(vcf)
-    assert len(records) == len(VARIANTS)
+    assert len(records) == len(VARIANTS) + len(LOWER_CASE)
     both = next(r for r in records if r.pos == 1228431)
     entries = both.info["SpTransformer"]
     assert [e.split("|")[:3] for e in entries] == [["A", "STK11", "+"], ["A", "CBARP", "-"]]
     row = frame[(frame["pos"] == 1228431) & (frame["gene_name"] == "CBARP")].iloc[0]
     assert entries[1].split("|")[3] == f"{row['splice_score']:.4f}"
     assert len(both.info["SpliceAI"]) == 2
+
+
+def test_lower_case_alleles_score_like_upper_case(run):
+    _, frame, _ = run
+    scores = [c for c in frame.columns if c.startswith(("ds_", "dp_", "delta_", "flag_", "splice"))]
+    upper = frame[(frame["pos"] == 1228434) & (frame["ref"] == "G")]
+    lower = frame[(frame["pos"] == 1228434) & (frame["ref"] == "g")]
+    assert len(upper) == len(lower) == 2 and (lower["status"] == "ok").all()
+    pd.testing.assert_frame_equal(
+        upper[scores].reset_index(drop=True), lower[scores].reset_index(drop=True)
+    )
