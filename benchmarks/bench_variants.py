@@ -1,0 +1,163 @@
+"""Variants/s of ``sptx variants`` against the official SpliceTransformer tool's algorithm.
+
+Same process, CPU, float32, one torch thread, the same SNVs of the bundled chr19 region
+(STK11 on +, CBARP on -, and positions where both overlap, which are scored on both strands):
+
+- ``sptx variants``: the whole stage (``score_variants``: VCF read, windows, Dask task, model,
+  arithmetic, Parquet and VCF.gz + tabix), one shard;
+- the official algorithm: per variant and strand, one REF and one ALT window of 8,201 nt cut
+  from the FASTA, each its own forward pass (batch 1), with multimolecule's
+  ``SpTransformerModel`` as the forward (``SpTransformerModel`` pads 4,000 N per side, so its
+  convolutions see 16,201 positions), and again with multimolecule's submodules composed on the
+  8,201-nt window, which costs what the original model costs;
+- the model alone on the distinct windows of the stage (``score_windows``), for the stage's
+  windows/s against the model's.
+
+Weights are random with the published geometry (speed does not depend on the values).
+
+    python benchmarks/bench_variants.py [--variants 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+import torch
+
+from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.models import load_model
+from sptx_pipeline.models.random_checkpoint import write_random_checkpoint
+from sptx_pipeline.runtime import score_windows
+from sptx_pipeline.variants import Annotation, Settings, WindowSet, plan_records, score_variants
+from sptx_pipeline.vcf import read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+FASTA = ROOT / "config/example/grch37_chr19_1-1500000.fa"
+GTF = ROOT / "config/example/grch37_chr19_1-1500000.gtf"
+# (pos, strands): STK11 (+) only, CBARP (-) only, the STK11/CBARP overlap (both)
+POSITIONS = [1207202, 1233425, 1228431, 1221948, 1235000, 1228434, 1220000, 1234570]
+TOKEN = {"A": 0, "C": 1, "G": 2, "T": 3}
+SWAP = {"A": "G", "C": "T", "G": "A", "T": "C"}
+
+
+def write_vcf(path: Path, fasta: pyfaidx.Fasta, n: int) -> list[tuple[int, str, str]]:
+    variants = []
+    for pos in sorted(POSITIONS[:n]):
+        ref = fasta["chr19"][pos - 1 : pos].upper()
+        variants.append((pos, ref, SWAP[ref]))
+    body = "".join(f"chr19\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in variants)
+    path.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=chr19>\n"
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + body
+    )
+    return variants
+
+
+def official_windows(fasta, variants, strands_of) -> list[torch.Tensor]:
+    """The tool's REF and ALT windows (8,201 nt) per variant and strand, in its order."""
+    windows = []
+    for pos, _, alt in variants:
+        seq = fasta["chr19"][pos - 4101 : pos + 4100].upper()
+        for strand in strands_of(pos):
+            for window in (seq, seq[:4100] + alt + seq[4101:]):
+                if strand == "-":
+                    window = window.translate(str.maketrans("ACGTN", "TGCAN"))[::-1]
+                windows.append(torch.tensor([[TOKEN.get(b, 4) for b in window]]))
+    return windows
+
+
+def time_official(forward, windows) -> float:
+    began = time.perf_counter()
+    with torch.inference_mode():
+        for window in windows:  # batch 1, one forward per window, as the tool does
+            logits = forward(window)
+            torch.cat([logits[..., :3].softmax(-1), logits[..., 3:].sigmoid()], -1)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", type=int, default=6, help=f"1..{len(POSITIONS)}")
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from multimolecule import SpTransformerModel
+    from multimolecule.models.sptransformer import modeling_sptransformer as mod
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_random_checkpoint(tmp / "model", seed=0)
+        genes, exons = tmp / "genes.parquet", tmp / "exons.parquet"
+        select_genes(GTF, FASTA, genes, tmp / "regions.parquet", gene_types=[], out_exons=exons)
+        fasta = pyfaidx.Fasta(str(FASTA), as_raw=True)
+        vcf = tmp / "in.vcf"
+        variants = write_vcf(vcf, fasta, args.variants)
+        annotation = Annotation.load(str(FASTA), str(genes), str(exons))
+
+        def strands_of(pos: int) -> list[str]:
+            return sorted(set(annotation.genes_at("chr19", pos)["strand"]), reverse=True)
+
+        n_strand_variants = sum(len(strands_of(p)) for p, _, _ in variants)
+        ours = load_model(str(tmp / "model"))
+        windows = WindowSet()
+        plan_records(
+            read_records(vcf), annotation, Settings("sptransformer", 100, False, 4000), windows
+        )
+        distinct = np.stack(windows.windows)
+
+        began = time.perf_counter()
+        cluster = {"type": "local", "processes": False, "threads_per_worker": 1}
+        summary = score_variants(
+            vcf, FASTA, genes, str(tmp / "model"), tmp / "v.parquet", tmp / "v.vcf.gz",
+            exons=exons, device="cpu", batch_size=args.batch_size, cluster=cluster,
+            progress=False,
+        )  # fmt: skip
+        stage = time.perf_counter() - began
+        torch.set_num_threads(1)
+
+        began = time.perf_counter()
+        score_windows(ours, distinct, args.batch_size, "float32", "cpu")
+        model_alone = time.perf_counter() - began
+
+        mm = SpTransformerModel.from_pretrained(tmp / "model").eval()
+        tool_windows = official_windows(fasta, variants, strands_of)
+
+        def mm_forward(window: torch.Tensor) -> torch.Tensor:
+            return mm(window).logits[:, 4000:-4000]
+
+        def composed_forward(window: torch.Tensor) -> torch.Tensor:
+            config = mm.config
+            onehot = torch.nn.functional.one_hot(window, 5).float().transpose(1, 2)
+            odd = onehot.shape[2] & 1
+            projected = mod._pad_or_crop_features(mm.projection(onehot), config.max_seq_len, odd)
+            feats = torch.cat([enc(onehot) for enc in mm.feature_encoders], dim=1)
+            feats = mod._pad_or_crop_features(feats, config.max_seq_len, odd)
+            hidden = mm.projection.fuse(torch.cat([feats, projected], dim=1))
+            out = mm.prediction(mm.encoder(hidden).last_hidden_state)
+            return mod._pad_or_crop_outputs(out, onehot.shape[2] - 8000, odd)
+
+        official_mm = time_official(mm_forward, tool_windows)
+        official_composed = time_official(composed_forward, tool_windows)
+
+    n = len(variants)
+    print(f"{n} SNVs, {n_strand_variants} variant x strand scorings, {len(distinct)} windows")
+    print(f"sptx variants (whole stage):       {n / stage:.4f} variants/s ({stage:.1f} s)")
+    print(f"official algorithm, SpTransformerModel forward: {n / official_mm:.4f} variants/s")
+    print(
+        f"official algorithm, composed forward (8,201 nt): {n / official_composed:.4f} variants/s"
+    )
+    print(f"  speed-up vs SpTransformerModel forward: {official_mm / stage:.2f}x")
+    print(f"  speed-up vs composed forward:           {official_composed / stage:.2f}x")
+    alone = len(distinct) / model_alone
+    for label, seconds in (("whole stage", stage), ("its shard tasks", summary.shard_seconds)):
+        rate = len(distinct) / seconds
+        print(f"windows/s, {label}: {rate:.3f} vs model alone {alone:.3f} ({rate / alone:.2f})")
+
+
+if __name__ == "__main__":
+    main()
