@@ -12,6 +12,9 @@ def normalise_config(cfg):
     for key in ("chunk_size", "vcf", "variant_distance", "saturate"):
         if str(cfg.get(key)).lower() in ("null", "none", ""):
             cfg[key] = None
+    if isinstance(cfg.get("variant_mask"), str):  # --config variant_mask=true
+        flag = cfg["variant_mask"].lower()
+        cfg["variant_mask"] = {"true": True, "false": False}.get(flag, cfg["variant_mask"])
 
 
 def csv(values):
