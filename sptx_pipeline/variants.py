@@ -111,15 +111,20 @@ class Annotation:
     def load(cls, fasta: str, genes: str, exons: str | None) -> Annotation:
         handle = open_fasta(fasta)
         table = pd.read_parquet(genes)
-        by_chrom = {
-            str(chrom): group.reset_index(drop=True)
-            for chrom, group in table.groupby("chrom", sort=False)
-        }
         boundaries: dict[str, np.ndarray] = {}
+        table["tx_start"], table["tx_end"] = table["start"], table["end"]
         if exons:
             frame = pd.read_parquet(exons)
             for gene, group in frame.groupby("gene_id", sort=False):
                 boundaries[str(gene)] = np.union1d(group["start"], group["end"]).astype(np.int64)
+            span = frame.groupby("gene_id").agg(lo=("start", "min"), hi=("end", "max"))
+            known = table["gene_id"].isin(span.index)
+            table.loc[known, "tx_start"] = table.loc[known, "gene_id"].map(span["lo"])
+            table.loc[known, "tx_end"] = table.loc[known, "gene_id"].map(span["hi"])
+        by_chrom = {
+            str(chrom): group.reset_index(drop=True)
+            for chrom, group in table.groupby("chrom", sort=False)
+        }
         return cls(handle, contig_lengths(handle), by_chrom, boundaries)
 
     def fasta_contig(self, chrom: str) -> str | None:
@@ -127,12 +132,15 @@ class Annotation:
             self.contigs.update(reconcile_contigs([chrom], self.lengths))
         return self.contigs[chrom]
 
-    def genes_at(self, chrom: str | None, pos: int) -> pd.DataFrame:
-        """Genes whose body ``[start, end]`` (1-based) contains ``pos``, in genes.parquet order."""
+    def genes_at(self, chrom: str | None, pos: int, transcript: bool = False) -> pd.DataFrame:
+        """Genes whose body ``[start, end]`` (1-based) contains ``pos``, in genes.parquet order;
+        with ``transcript``, whose canonical transcript span ``[tx_start, tx_end]`` does (the
+        official SpliceAI annotation lists canonical transcripts; gene body without exons)."""
         table = self.genes.get(chrom) if chrom is not None else None
         if table is None:
             return pd.DataFrame()
-        return table[(table["start"].to_numpy() <= pos) & (pos <= table["end"].to_numpy())]
+        lo, hi = ("tx_start", "tx_end") if transcript else ("start", "end")
+        return table[(table[lo].to_numpy() <= pos) & (pos <= table[hi].to_numpy())]
 
 
 # -------------------------------------------------------------------------- windows
@@ -278,7 +286,7 @@ def plan_records(
             out.append(_row(rec, ".", None, "no_alt"))
             continue
         chrom = annotation.fasta_contig(rec.chrom)
-        genes = annotation.genes_at(chrom, int(rec.pos))
+        genes = annotation.genes_at(chrom, int(rec.pos), settings.convention == "spliceai")
         if genes.empty:
             out.extend(_row(rec, alt, None, "no_gene") for alt in alts)
             continue
@@ -295,10 +303,10 @@ def plan_records(
                     out.append(row)
                     continue
                 if settings.convention == "spliceai":
-                    key: Any = (gene.start, gene.end)
-                    if key not in ref_tokens:  # N outside the gene body
-                        lo = max(gene.start - (rec.pos - half), 0)
-                        hi = max((rec.pos + half) - gene.end, 0)
+                    key: Any = (gene.tx_start, gene.tx_end)
+                    if key not in ref_tokens:  # N outside the transcript span
+                        lo = max(gene.tx_start - (rec.pos - half), 0)
+                        hi = max((rec.pos + half) - gene.tx_end, 0)
                         masked = "N" * lo + sequence[lo : len(sequence) - hi] + "N" * hi
                         ref_tokens[key] = encode_spliceai(masked)
                     ref = ref_tokens[key]
