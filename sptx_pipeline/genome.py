@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyfaidx
 
+from .errors import InputError, MissingInputError
+
 log = logging.getLogger(__name__)
 
 N_TOKEN = 4
@@ -63,9 +65,9 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
     """Open a plain or bgzip FASTA, building the ``.fai`` (and ``.gzi``) index when missing."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"FASTA file not found: {path}")
+        raise MissingInputError(f"FASTA file not found: {path}")
     if _is_bgzf(path) is False:
-        raise ValueError(
+        raise InputError(
             f"{path} is compressed with plain gzip, which does not allow random access. "
             f"Recompress it with bgzip: 'gunzip -c {path} | bgzip > {path.with_suffix('')}.bgz' "
             "(bgzip is in htslib/tabix), or decompress it."
@@ -73,9 +75,9 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
     try:
         return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False, build_index=True)
     except pyfaidx.FastaIndexingError as err:
-        raise ValueError(f"cannot index FASTA {path}: {err}") from err
+        raise InputError(f"cannot index FASTA {path}: {err}") from err
     except PermissionError as err:
-        raise ValueError(
+        raise InputError(
             f"cannot write the index of {path} ({err.filename}): its directory is read-only. "
             "Create the .fai (and .gzi) with 'samtools faidx' where you can, or use a copy."
         ) from err

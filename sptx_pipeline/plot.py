@@ -8,7 +8,6 @@ shown; the exons of the annotation (the run's GTF, found through the provenance 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
-from .merge import PROVENANCE_KEY, SPLICE_CHANNELS
-from .query import Region, partitions, query, resolve, scores_path
+from .errors import MissingInputError
+from .query import Region, query, resolve
+from .results import SPLICE_CHANNELS, partitions, read_provenance, scores_path
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +35,19 @@ _ATTR = re.compile(r'(\w+) "([^"]*)"')
 def run_provenance(results_dir: str | os.PathLike) -> dict:
     """The provenance record stored in the first ``scores/`` file (``{}`` if absent)."""
     files = next(iter(partitions(scores_path(results_dir)).values()), [])
-    if not files:
-        return {}
-    metadata = pq.read_schema(files[0]).metadata or {}
-    return json.loads(metadata[PROVENANCE_KEY]) if PROVENANCE_KEY in metadata else {}
+    return read_provenance(files[0]) if files else {}
 
 
 def find_gtf(results_dir: str | os.PathLike, gtf: str | os.PathLike | None) -> Path | None:
-    """``gtf`` if given, else the run's GTF from the provenance (as given, or relative to the
-    directory above the outdir, where Snakemake runs)."""
+    """``gtf`` if given, else the run's GTF from the provenance (``run.config.gtf``, the config
+    that Snakemake's merge rule records: as given, or relative to the directory above the outdir,
+    where Snakemake runs)."""
     if gtf is not None:
         if not Path(gtf).exists():
-            raise FileNotFoundError(f"GTF {gtf} not found")
+            raise MissingInputError(f"GTF {gtf} not found")
         return Path(gtf)
-    run = run_provenance(results_dir).get("run", {})
-    candidates = [run.get("gtf"), run.get("config", {}).get("gtf")]
-    for value in candidates:
-        if isinstance(value, dict):
-            value = value.get("path")
-        if not value:
-            continue
+    value = run_provenance(results_dir).get("run", {}).get("config", {}).get("gtf")
+    if value:
         for path in (Path(value), Path(results_dir).resolve().parent / value):
             if path.exists():
                 return path
