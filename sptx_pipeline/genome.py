@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyfaidx
@@ -137,7 +138,7 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return handle.read(2) == _GZIP_MAGIC
 
 
-def open_text(path: str | os.PathLike):
+def open_text(path: str | os.PathLike) -> IO[str]:
     """Open a plain or gzip (including bgzip) text file for reading."""
     if is_gzip(path):
         return gzip.open(path, "rt")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import zarr
 from dask.base import tokenize
@@ -137,7 +138,7 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
 
     device = resolve_device(job.device)
     model = worker_model(job.model, job.model_key, device, job.precision)
-    window_tokens = tokens[start:stop]
+    window_tokens = np.asarray(tokens[start:stop])
     values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
     store.clear_shard(predictions, shard.index)  # a damaged old shard would be read back
     predictions[start:stop] = values
@@ -190,7 +191,8 @@ def _existing_fingerprint(path: Path) -> dict[str, Any] | None:
     try:
         group = zarr.open_group(str(path), mode="r")
         group[store.PROBABILITIES]  # noqa: B018 - the array must exist too
-        return dict(group.attrs).get("fingerprint")
+        fingerprint = dict(group.attrs).get("fingerprint")
+        return dict(fingerprint) if isinstance(fingerprint, dict) else None
     except Exception:  # absent or unreadable: treated as incompatible
         return None
 
@@ -255,7 +257,7 @@ def _open_windows(path: Path) -> tuple[zarr.Array, dict[str, Any]]:
     missing = [k for k in ("flank", "chunk_size", "shard_size") if k not in attrs]
     if missing or store.TOKENS not in group:
         raise InputError(f"{path} is not a windows store (missing {missing or store.TOKENS})")
-    return group[store.TOKENS], attrs
+    return store.open_windows(path), attrs
 
 
 def predict(

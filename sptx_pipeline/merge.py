@@ -307,7 +307,7 @@ def _write(
             key = (chroms[w], strands[w])
             if key != current:
                 sites.end_batch(current)
-                if writer is not None:
+                if writer is not None and current is not None:
                     writer.close()
                     counts[current] = writer.rows
                 if key in counts:
@@ -329,11 +329,12 @@ def _write(
                     "although its shard is marked done; delete that done marker and re-run "
                     "predict"
                 )
+            assert writer is not None  # set with the first window's partition
             writer.add(rows)
             sites.add(rows)
         sites.end_batch(current)
         log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
-    if writer is not None:
+    if writer is not None and current is not None:
         writer.close()
         counts[current] = writer.rows
     return {k: v for k, v in counts.items() if v}

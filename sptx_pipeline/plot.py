@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
@@ -158,7 +159,7 @@ def plot_region(
     return fig
 
 
-def _draw_scores(ax, frame: pd.DataFrame, strand: str, region: Region) -> None:
+def _draw_scores(ax: Axes, frame: pd.DataFrame, strand: str, region: Region) -> None:
     ax.set_label(f"scores {strand}")
     for channel in ("acceptor", "donor"):
         ax.plot(frame.pos, frame[channel], color=COLORS[channel], lw=0.8, label=channel)
@@ -174,7 +175,7 @@ def _n_transcripts(exons: pd.DataFrame | None) -> int:
     return 0 if exons is None else min(exons.transcript.nunique(), MAX_TRANSCRIPTS)
 
 
-def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None) -> None:
+def _draw_exons(ax: Axes, exons: pd.DataFrame | None, region: Region, gtf: Path | None) -> None:
     ax.set_label("exons")
     ax.set_yticks([])
     ax.set_xlabel(f"{region.chrom} position (1-based)")
@@ -199,7 +200,7 @@ def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None
     ax.set_ylim(len(transcripts) - 0.4, -1.0)  # inverted: the first transcript on top
 
 
-def _draw_heatmap(fig: Figure, ax, sites: pd.DataFrame, tissues: list[str]) -> None:
+def _draw_heatmap(fig: Figure, ax: Axes, sites: pd.DataFrame, tissues: list[str]) -> None:
     ax.set_label("tissue usage")
     if len(sites) > MAX_SITES:  # the strongest sites, shown in genomic order
         sites = sites.nlargest(MAX_SITES, "score")

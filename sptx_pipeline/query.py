@@ -102,8 +102,9 @@ def _check_contig(chrom: str, contigs: set[str]) -> None:
 
 
 def _shown(names: set[str], limit: int = 20) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    ordered = sorted(names)
+    more = f", ... ({len(ordered)} in all)" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def _sql_str(value: str) -> str:

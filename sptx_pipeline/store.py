@@ -17,14 +17,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
 from . import atomic
-from .errors import IncompletePredictionsError, MissingInputError
+from .errors import IncompletePredictionsError, InputError, MissingInputError
+
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
 
 TOKENS = "tokens"
 PROBABILITIES = "probabilities"
@@ -86,8 +88,15 @@ def create_windows(
     )
 
 
+def _array(path: str | os.PathLike, name: str, mode: AccessMode = "r") -> zarr.Array:
+    array = zarr.open_group(str(path), mode=mode)[name]
+    if not isinstance(array, zarr.Array):
+        raise InputError(f"{path}/{name} is not an array")
+    return array
+
+
 def open_windows(path: str | os.PathLike) -> zarr.Array:
-    return zarr.open_group(str(path), mode="r")[TOKENS]
+    return _array(path, TOKENS)
 
 
 def create_predictions(
@@ -118,8 +127,8 @@ def create_predictions(
     return arr
 
 
-def open_predictions(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
-    return zarr.open_group(str(path), mode=mode)[PROBABILITIES]
+def open_predictions(path: str | os.PathLike, mode: AccessMode = "r") -> zarr.Array:
+    return _array(path, PROBABILITIES, mode)
 
 
 def done_marker(path: str | os.PathLike, shard: int) -> Path:
@@ -136,7 +145,7 @@ def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
     return json.loads(marker.read_text()) if marker.exists() else None
 
 
-def array_sha256(data: np.ndarray) -> str:
+def array_sha256(data: Any) -> str:
     """SHA-256 of an array's values (C order): a checksum independent of codec and file layout."""
     return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
 
@@ -158,7 +167,7 @@ def missing_shards(path: str | os.PathLike, check: bool = False) -> list[int]:
     if check and not Path(path).is_dir():
         raise MissingInputError(f"{path} not found: run `predict` first")
     arr = open_predictions(path)
-    shard_size = int(zarr.open_group(str(path), mode="r").attrs["shard_size"])
+    shard_size = int(str(zarr.open_group(str(path), mode="r").attrs["shard_size"]))
     done = done_shards(path)
     total = n_shards(arr.shape[0], shard_size)
     missing = [s for s in range(total) if s not in done]

@@ -90,7 +90,9 @@ def _runs(rows: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield rows.iloc[lo:hi]
 
 
-def shard_tokens(fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int) -> np.ndarray:
+def shard_tokens(
+    fasta: pyfaidx.Fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int
+) -> np.ndarray:
     """Tokens ``[len(rows), T + 2F]`` of ``rows``; minus-strand windows reverse-complemented."""
     chunk_size = int(rows["target_end"].iloc[0] - rows["target_start"].iloc[0])
     length = chunk_size + 2 * flank

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from ..atomic import write_text
-from ..options import PRECISIONS, Precision, check_choice
+from ..options import PRECISIONS, check_choice
 from .base import ScoringModel, postprocess
 
 DEFAULT_MODEL = "multimolecule/sptransformer"
@@ -101,7 +101,7 @@ FAMILIES: dict[Family, ModelFamily] = {
 
 
 def load_model(
-    source: str = DEFAULT_MODEL, device: str = "cpu", precision: Precision = "float32"
+    source: str = DEFAULT_MODEL, device: str = "cpu", precision: str = "float32"
 ) -> ScoringModel:
     """Load a scoring model in eval mode on ``device``.
 

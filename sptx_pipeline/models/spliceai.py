@@ -27,8 +27,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +129,7 @@ class _KerasGraph:
                 self.consumers[source].append(name)
 
     @staticmethod
-    def _read_weights(handle, name: str) -> dict[str, np.ndarray]:
+    def _read_weights(handle: Any, name: str) -> dict[str, np.ndarray]:
         group = handle["model_weights"].get(name) if "model_weights" in handle else handle.get(name)
         if group is None:
             return {}
@@ -143,7 +145,7 @@ class _KerasGraph:
     def kind(self, name: str) -> str:
         return self.layers[name]["class_name"]
 
-    def only_consumer(self, name: str, kind: str, exclude: set[str] = frozenset()) -> str:
+    def only_consumer(self, name: str, kind: str, exclude: AbstractSet[str] = frozenset()) -> str:
         found = [c for c in self.consumers[name] if self.kind(c) == kind and c not in exclude]
         if len(found) != 1:
             raise CheckpointError(
@@ -237,7 +239,7 @@ def read_keras_spliceai(path: str | Path) -> SpliceAISpec:
         stem_skip=graph.conv(stem_skip_name),
         blocks=blocks,
         skips=skips,
-        crop=crop,  # type: ignore[arg-type]
+        crop=crop,
         head=graph.conv(head_name),
         source=str(path),
     )
