@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -38,10 +37,25 @@ import torch
 from dask.base import tokenize
 
 from . import store
-from .annotation import write_parquet_atomic
+from .atomic import atomic_path, remove_path, remove_stale, write_text
 from .cluster import open_client
+from .errors import IncompletePredictionsError, InputError, MissingInputError
 from .genome import COMPLEMENT, contig_lengths, encode, open_fasta, reconcile_contigs
+from .options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRECISION,
+    DEFAULT_VARIANT_CONVENTION,
+    DEFAULT_VARIANT_SHARD_SIZE,
+    VARIANT_CONVENTIONS,
+    Device,
+    Precision,
+    VariantConvention,
+    check_choice,
+)
 from .provenance import package_provenance, sha256_file
+from .results import provenance_metadata, read_provenance, write_table
 from .runner import (
     RunSummary,
     Shard,
@@ -72,9 +86,7 @@ from .vcf import info_header_lines, provenance_line, read_records, write_annotat
 
 log = logging.getLogger(__name__)
 
-CONVENTIONS = ("auto", "spliceai", "sptransformer")
 DEFAULT_DISTANCE = {"spliceai": 50, "sptransformer": 100}
-PROVENANCE_KEY = b"sptx_provenance"
 ID_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "gene_id", "gene_name", "strand", "status"]
 SKIPPED_ALTS = (".", "-", "*")  # the official tool skips ALTs containing these ...
 SYMBOLIC_MARKS = ("<", ">", "[", "]")  # ... and symbolic ones (breakends: ours too)
@@ -458,12 +470,8 @@ def process_variant_shard(job: VariantJob, shard: Shard) -> ShardResult:
     model = worker_model(job.model, job.model_key, device, job.precision)
     table = score_records(records, _annotation(job), job.settings, model, job.batch_size, device)
     part = part_path(job.work, shard.index)
-    tmp = part.with_name(f".{part.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(part) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, part)
-    finally:
-        tmp.unlink(missing_ok=True)
     store.mark_done(
         job.work,
         shard.index,
@@ -475,17 +483,14 @@ def process_variant_shard(job: VariantJob, shard: Shard) -> ShardResult:
 # ------------------------------------------------------------------------------ the driver
 
 
-def resolve_convention(convention: str, channels: Sequence[str]) -> str:
+def resolve_convention(convention: VariantConvention, channels: Sequence[str]) -> str:
     """``auto``: ``sptransformer`` for a model with the 15 tissue channels, else ``spliceai``."""
-    if convention not in CONVENTIONS:
-        raise ValueError(
-            f"variant_convention must be one of {list(CONVENTIONS)}, got {convention!r}"
-        )
+    check_choice("variant_convention", convention, VARIANT_CONVENTIONS)
     has_tissues = tuple(channels[3:]) == TISSUES
     if convention == "auto":
         return "sptransformer" if has_tissues else "spliceai"
     if convention == "sptransformer" and not has_tissues:
-        raise ValueError(
+        raise InputError(
             "variant_convention sptransformer needs a model with the 15 SpTransformer tissue "
             f"channels; this model has {list(channels)}"
         )
@@ -504,16 +509,10 @@ def _prepare_work(work: Path, fingerprint: dict[str, Any]) -> bool:
             log.info("resuming %s", work)
             return True
         log.warning("%s was made for other inputs; starting afresh", work)
-    if work.exists():
-        shutil.rmtree(work)
+    remove_path(work)
     (work / "parts").mkdir(parents=True)
     (work / store.DONE_DIR).mkdir()
     return False
-
-
-def _genes_metadata(genes: str | os.PathLike) -> dict[str, Any]:
-    meta = pq.read_schema(genes).metadata or {}
-    return json.loads(meta[b"sptx"]) if b"sptx" in meta else {}
 
 
 def score_variants(
@@ -524,15 +523,15 @@ def score_variants(
     out_parquet: str | os.PathLike,
     out_vcf: str | os.PathLike,
     exons: str | os.PathLike | None = None,
-    convention: str = "auto",
+    convention: VariantConvention = DEFAULT_VARIANT_CONVENTION,
     distance: int | None = None,
     mask: bool = False,
-    shard_size: int = 1000,
-    batch_size: int = 8,
-    device: str = "auto",
-    precision: str = "float32",
+    shard_size: int = DEFAULT_VARIANT_SHARD_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: Device = DEFAULT_DEVICE,
+    precision: Precision = DEFAULT_PRECISION,
     cluster: dict[str, Any] | None = None,
-    max_retries: int = 2,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool = True,
     work_dir: str | os.PathLike | None = None,
 ) -> RunSummary:
@@ -545,16 +544,20 @@ def score_variants(
     """
     began = time.perf_counter()
     if shard_size < 1 or batch_size < 1 or max_retries < 0:
-        raise ValueError("shard_size and batch_size must be >= 1, max_retries >= 0")
+        raise InputError("shard_size and batch_size must be >= 1, max_retries >= 0")
     if mask and exons is None:
-        raise ValueError("variant_mask needs the canonical exons (exons.parquet from genes)")
+        raise InputError("variant_mask needs the canonical exons (exons.parquet from genes)")
+    for path, what in ((vcf, "VCF"), (fasta, "FASTA"), (genes, "genes.parquet")):
+        if not Path(path).is_file():
+            raise MissingInputError(f"{what} file not found: {path}")
+    remove_stale(out_parquet, out_vcf, f"{out_vcf}.tbi")
     local = build_model(model, torch.device("cpu"), precision)
     identity = model_identity(local)
     del local
     convention = resolve_convention(convention, identity["channels"])
     distance = DEFAULT_DISTANCE[convention] if distance is None else int(distance)
     if not 0 <= distance < 5000:
-        raise ValueError(f"variant_distance must be in 0..4999, got {distance}")
+        raise InputError(f"variant_distance must be in 0..4999, got {distance}")
     settings = Settings(convention, distance, bool(mask), identity["flank"])
 
     out_parquet, out_vcf = Path(out_parquet), Path(out_vcf)
@@ -566,7 +569,7 @@ def score_variants(
         "fasta_sha256": sha256_file(fasta),
         "genes_sha256": sha256_file(genes),
         "exons_sha256": sha256_file(exons) if exons else None,
-        "annotation": _genes_metadata(genes),
+        "annotation": read_provenance(genes),
     }
     model_record = {
         "source": model if isinstance(model, str) else repr(model),
@@ -588,8 +591,8 @@ def score_variants(
     records_path = work / "records.parquet"
     if not resuming or not records_path.is_file():
         records = read_records(vcf)
-        write_parquet_atomic(records, records_path)
-        (work / "fingerprint.json").write_text(json.dumps(fingerprint, sort_keys=True))
+        write_table(records, records_path)
+        write_text(work / "fingerprint.json", json.dumps(fingerprint, sort_keys=True))
     n_records = pq.read_metadata(records_path).num_rows
     log.info("%s: %d records, convention %s, D=%d", vcf, n_records, convention, distance)
 
@@ -657,19 +660,15 @@ def write_results(
     """Concatenate the shard parts, in record order, into ``out`` (atomically)."""
     missing = [s.index for s in shards if s.index not in store.done_shards(work)]
     if missing:
-        raise RuntimeError(f"{work}: {len(missing)} shards are not done (e.g. {missing[:5]})")
+        raise IncompletePredictionsError(
+            f"{work}: {len(missing)} shards are not done (e.g. {missing[:5]})"
+        )
     schema = result_schema(convention)
     parts = [pq.read_table(part_path(work, s.index), schema=schema) for s in shards]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
-    metadata = {PROVENANCE_KEY: json.dumps(provenance, sort_keys=True, default=str).encode()}
-    table = table.replace_schema_metadata(metadata)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    table = table.replace_schema_metadata(provenance_metadata(provenance))
+    with atomic_path(out) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return table
 
 
@@ -767,7 +766,7 @@ def saturation_vcf(
     import pysam
 
     if n < 0:
-        raise ValueError(f"saturate must be 0 or more, got {n}")
+        raise InputError(f"saturate must be 0 or more, got {n}")
     handle = open_fasta(fasta)
     lengths = contig_lengths(handle)
     positions = saturation_positions(pd.read_parquet(exons), pd.read_parquet(genes), n)
@@ -778,11 +777,9 @@ def saturation_vcf(
     for name, length in lengths.items():
         header.contigs.add(name, length=length)
     header.add_line(f"##source=sptx saturation within {n} nt of canonical exon boundaries")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.vcf.gz")
     written = 0
-    try:
+    remove_stale(out)
+    with atomic_path(out) as tmp:
         with pysam.VariantFile(str(tmp), "wz", header=header) as vcf:
             for chrom, group in positions.groupby("chrom", sort=False):
                 for pos in group["pos"]:
@@ -794,9 +791,6 @@ def saturation_vcf(
                     alts = tuple(base for base in "ACGT" if base != ref)
                     vcf.write(vcf.new_record(contig=chrom, start=pos - 1, alleles=(ref, *alts)))
                     written += 1
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("saturation: %d positions (%d SNVs) written to %s", written, 3 * written, out)
     return written
 
@@ -809,7 +803,7 @@ def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
     path = Path(results)
     path = path / "variants.parquet" if path.is_dir() else path
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the variants stage first")
+        raise MissingInputError(f"{path} not found: run the variants stage first")
     text = text.strip().replace(",", "")
     parts = text.split(":")
     if len(parts) in (2, 3) and parts[1].isdigit():
@@ -819,17 +813,17 @@ def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
         if len(parts) == 3:
             ref, sep, alt = parts[2].partition(">")
             if not sep:
-                raise ValueError(f"{text!r}: the allele part must be REF>ALT, e.g. G>A")
+                raise InputError(f"{text!r}: the allele part must be REF>ALT, e.g. G>A")
             keep = (frame["ref"].str.upper() == ref.upper()) & (
                 frame["alt"].str.upper() == alt.upper()
             )
             frame = frame[keep]
         return frame.reset_index(drop=True)
     if len(parts) > 1:
-        raise ValueError(f"{text!r} is not chrom:pos[:REF>ALT] nor a gene name or id")
+        raise InputError(f"{text!r} is not chrom:pos[:REF>ALT] nor a gene name or id")
     frame = pd.read_parquet(path)
     unversioned = frame["gene_id"].str.replace(r"\.\d+$", "", regex=True)
     hit = frame[(frame["gene_id"] == text) | (unversioned == text) | (frame["gene_name"] == text)]
     if hit.empty:
-        raise ValueError(f"no variants of a gene {text!r} in {path}")
+        raise InputError(f"no variants of a gene {text!r} in {path}")
     return hit.reset_index(drop=True)

@@ -19,6 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic import atomic_path
+from .errors import InputError, MissingInputError
+
 log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = ["record", "line", "chrom", "pos", "id", "ref", "alts"]
@@ -40,7 +43,7 @@ SPTRANSFORMER_INFO = (
 END_INFO = '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">'
 
 
-class VCFFormatError(ValueError):
+class VCFFormatError(InputError):
     """A record htslib cannot read; the message names the file and line (or record number)."""
 
 
@@ -48,7 +51,7 @@ def _open(path: str | os.PathLike):
     import pysam
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"VCF file not found: {path}")
+        raise MissingInputError(f"VCF file not found: {path}")
     try:
         return pysam.VariantFile(str(path))
     except (OSError, ValueError) as err:
@@ -130,39 +133,36 @@ def write_annotated(
     import pysam
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.vcf.gz")
-    index = Path(str(out) + ".tbi")
-    try:
-        with _open(source) as vcf:
-            header = vcf.header
-            if symbolic and "END" not in header.info:
-                header.add_line(END_INFO)
-            for line in header_lines:
-                defined = re.match(r"##INFO=<ID=([^,>]+)", line)
-                if defined is None or defined.group(1) not in header.info:
-                    header.add_line(line)
-            with pysam.VariantFile(str(tmp), "wz", header=header) as output:
-                for number, rec in enumerate(vcf):
-                    for key, entries_of in info.items():
-                        entries = entries_of(number)
-                        if entries:
-                            rec.info[key] = list(entries)
-                    output.write(rec)
+    index = Path(f"{out}.tbi")
+    with atomic_path(out, keep_suffix=True) as tmp:
         try:
-            pysam.tabix_index(str(tmp), preset="vcf", force=True)
-            indexed = True
-        except (OSError, ValueError) as err:
-            log.warning("%s: no tabix index (is the input sorted by position?): %s", out, err)
-            indexed = False
-        index.unlink(missing_ok=True)
-        if indexed:
-            os.replace(str(tmp) + ".tbi", index)
-        os.replace(tmp, out)
-        return indexed
-    finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".tbi").unlink(missing_ok=True)
+            with _open(source) as vcf:
+                header = vcf.header
+                if symbolic and "END" not in header.info:
+                    header.add_line(END_INFO)
+                for line in header_lines:
+                    defined = re.match(r"##INFO=<ID=([^,>]+)", line)
+                    if defined is None or defined.group(1) not in header.info:
+                        header.add_line(line)
+                with pysam.VariantFile(str(tmp), "wz", header=header) as output:
+                    for number, rec in enumerate(vcf):
+                        for key, entries_of in info.items():
+                            entries = entries_of(number)
+                            if entries:
+                                rec.info[key] = list(entries)
+                        output.write(rec)
+            try:
+                pysam.tabix_index(str(tmp), preset="vcf", force=True)
+                indexed = True
+            except (OSError, ValueError) as err:
+                log.warning("%s: no tabix index (is the input sorted by position?): %s", out, err)
+                indexed = False
+            index.unlink(missing_ok=True)
+            if indexed:
+                os.replace(f"{tmp}.tbi", index)
+        finally:
+            Path(f"{tmp}.tbi").unlink(missing_ok=True)
+    return indexed
 
 
 def info_header_lines(keys: Sequence[str]) -> list[str]:

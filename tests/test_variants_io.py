@@ -20,11 +20,10 @@ import pysam
 import pytest
 
 from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.testing import THREADED, StandInFactory
 from sptx_pipeline.variants import query_variant, saturation_vcf, score_variants
 from sptx_pipeline.vcf import END_INFO, VCFFormatError
-from tests.conftest import THREADED
 from tests.genome_fixtures import REPO, write_fasta
-from tests.stand_in_model import StandInFactory
 
 HEADER = "##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=2>\n"
 COLUMNS = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
@@ -213,7 +212,7 @@ def test_resume_skips_verified_shards_and_redoes_damaged_ones(genome, edge, tmp_
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from tests.stand_in_model import StandInFactory
+from sptx_pipeline.testing import THREADED, StandInFactory
 from sptx_pipeline.variants import score_variants
 vcf, fasta, genes, exons, out = sys.argv[1:6]
 score_variants(vcf, fasta, genes, StandInFactory(sleep=0.4), Path(out) / "variants.parquet",

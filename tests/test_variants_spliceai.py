@@ -149,7 +149,7 @@ def test_parquet_rows_and_statuses(shared_run):
         ("T", "STK11", "+"),
         ("T", "CBARP", "-"),
     ]
-    meta = json.loads(pq.read_schema(parquet).metadata[b"sptx_provenance"])
+    meta = json.loads(pq.read_schema(parquet).metadata[b"sptx"])
     assert meta["settings"]["convention"] == "spliceai"
     assert frame["record"].is_monotonic_increasing
 
