@@ -1,6 +1,6 @@
 """``variants``: score the splicing effect of every VCF record, ALT and overlapping gene.
 
-The driver reads the VCF once (``vcf.read_records``) into ``variants.work/records.parquet``
+The driver reads the VCF once (``vcf.read_records``) into ``<out>.work/records.parquet``
 and runs one Dask task per shard of ``shard_size`` records through ``runner.run_shards``. A
 task cuts the REF and ALT windows of its records, scores each *distinct* window once (windows
 grouped by length into batches, ``runtime.score_windows``), computes the scores of the chosen
