@@ -5,7 +5,6 @@
 """
 
 import json
-import shlex
 
 from snakemake.utils import min_version, validate
 

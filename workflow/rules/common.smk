@@ -1,3 +1,4 @@
+import shlex
 from pathlib import Path
 
 from sptx_pipeline.models import local_model_files
@@ -21,3 +22,21 @@ def normalise_config(cfg):
 
 def csv(values):
     return ",".join(values)
+
+
+def variants_wanted():
+    return config["vcf"] is not None or config["saturate"] is not None
+
+
+def variant_outputs():
+    """The variant outputs the default target asks for: none unless `vcf` or `saturate` is set."""
+    if not variants_wanted():
+        return []
+    return [f"{OUT}/variants.parquet", f"{OUT}/variants.vcf.gz"]
+
+
+def variant_source():
+    """The CLI's input option: the configured VCF, or saturation around exon boundaries."""
+    if config["saturate"] is not None:
+        return f"--saturate {int(config['saturate'])}"
+    return f"--vcf {shlex.quote(str(config['vcf']))}"

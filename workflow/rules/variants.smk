@@ -1,21 +1,3 @@
-def variants_wanted():
-    return config["vcf"] is not None or config["saturate"] is not None
-
-
-def variant_outputs():
-    """What `rule all` asks of the variants rule: nothing unless `vcf` or `saturate` is set."""
-    if not variants_wanted():
-        return []
-    return [f"{OUT}/variants.parquet", f"{OUT}/variants.vcf.gz"]
-
-
-def variant_source():
-    """The CLI's input option: the configured VCF, or saturation around exon boundaries."""
-    if config["saturate"] is not None:
-        return f"--saturate {int(config['saturate'])}"
-    return f"--vcf {shlex.quote(str(config['vcf']))}"
-
-
 rule variants:
     """Score every VCF record x ALT x overlapping gene (or a saturation set) with the model.
 
