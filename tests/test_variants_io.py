@@ -271,3 +271,17 @@ def test_saturation_and_query(genome, tmp_path):
     with pysam.VariantFile(str(tmp_path / "variants.vcf.gz")) as result:
         line = next(r for r in result.header.records if r.key == "sptx_provenance")
     assert json.loads(line.value)["settings"]["distance"] == 50
+
+
+def test_unsorted_input_is_written_in_its_order_without_index(genome, tmp_path, caplog):
+    b = base_at
+    rows = [(1800, b(genome, 1800)), (1000, b(genome, 1000))]
+    body = "".join(f"1\t{p}\t.\t{r}\t{'A' if r != 'A' else 'C'}\t.\t.\t.\n" for p, r in rows)
+    vcf = tmp_path / "unsorted.vcf"
+    vcf.write_text(HEADER + COLUMNS + body)
+    run(genome, vcf, tmp_path)
+    with pysam.VariantFile(str(tmp_path / "variants.vcf.gz")) as result:
+        assert [r.pos for r in result] == [1800, 1000]
+    assert not (tmp_path / "variants.vcf.gz.tbi").exists()
+    assert "no tabix index" in caplog.text
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporaries left
