@@ -11,6 +11,7 @@ wherever DS >= 0.05 (below that the position of a near-zero maximum is float noi
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -182,3 +183,16 @@ def test_symbolic_alts_are_written_where_the_official_tool_aborts(annotation, tm
     entries = spliceai_entries(vcf_out)
     assert [len(e) for _, e in entries] == [1, 0]
     assert entries[0][1][0].startswith("T|GPX4|")
+
+
+def test_query_variant_cli(shared_run):
+    parquet, _ = shared_run
+    result = sptx("query-variant", str(parquet.parent), "chr19:1,228,432:C>T", "--format", "csv")
+    rows = pd.read_csv(io.StringIO(result.stdout))
+    assert list(zip(rows["gene_name"], rows["strand"], strict=True)) == [
+        ("STK11", "+"),
+        ("CBARP", "-"),
+    ]
+    assert (rows["chrom"].astype(str) == "19").all() and (rows["alt"] == "T").all()
+    by_gene = sptx("query-variant", str(parquet), "CBARP", "--format", "csv")
+    assert set(pd.read_csv(io.StringIO(by_gene.stdout))["gene_name"]) == {"CBARP"}
