@@ -299,13 +299,14 @@ def plan_records(
             continue
         chrom = annotation.fasta_contig(rec.chrom)
         genes = annotation.genes_at(chrom, int(rec.pos), settings.convention == "spliceai")
-        if genes.empty:
+        if chrom is None or genes.empty:
             out.extend(_row(rec, alt, None, "no_gene") for alt in alts)
             continue
         sequence = _window_sequence(annotation, chrom, int(rec.pos), half)
         status = _record_status(rec, sequence, half, settings)
-        if status is not None:
-            out.extend(_row(rec, a, g, status) for a in alts for g in genes.itertuples())
+        if sequence is None or status is not None:
+            reason = status or "near_contig_end"
+            out.extend(_row(rec, a, g, reason) for a in alts for g in genes.itertuples())
             continue
         ref_tokens: dict[Any, np.ndarray] = {}
         for alt in alts:
@@ -554,11 +555,11 @@ def score_variants(
     local = build_model(model, torch.device("cpu"), precision)
     identity = model_identity(local)
     del local
-    convention = resolve_convention(convention, identity["channels"])
-    distance = DEFAULT_DISTANCE[convention] if distance is None else int(distance)
+    chosen = resolve_convention(convention, identity["channels"])
+    distance = DEFAULT_DISTANCE[chosen] if distance is None else int(distance)
     if not 0 <= distance < 5000:
         raise InputError(f"variant_distance must be in 0..4999, got {distance}")
-    settings = Settings(convention, distance, bool(mask), identity["flank"])
+    settings = Settings(chosen, distance, bool(mask), identity["flank"])
 
     out_parquet, out_vcf = Path(out_parquet), Path(out_vcf)
     work = Path(work_dir) if work_dir else out_parquet.with_name(out_parquet.name + ".work")
@@ -576,7 +577,7 @@ def score_variants(
         **{key: identity[key] for key in ("class", "flank", "channels", "weights_sha256")},
     }
     settings_record = {
-        "convention": convention,
+        "convention": chosen,
         "distance": distance,
         "mask": bool(mask),
         "precision": precision,
@@ -594,7 +595,7 @@ def score_variants(
         write_table(records, records_path)
         write_text(work / "fingerprint.json", json.dumps(fingerprint, sort_keys=True))
     n_records = pq.read_metadata(records_path).num_rows
-    log.info("%s: %d records, convention %s, D=%d", vcf, n_records, convention, distance)
+    log.info("%s: %d records, convention %s, D=%d", vcf, n_records, chosen, distance)
 
     shards = shard_grid(n_records, shard_size)
     marked = store.done_shards(work)
@@ -637,8 +638,8 @@ def score_variants(
         "settings": settings_record,
         "software": package_provenance(),
     }
-    table = write_results(work, shards, out_parquet, provenance, convention)
-    write_vcf(vcf, out_vcf, table, convention, provenance)
+    table = write_results(work, shards, out_parquet, provenance, chosen)
+    write_vcf(vcf, out_vcf, table, chosen, provenance)
     summary = summarise(shards, counts, job.run_id, began, working)
     log.info(
         "variants: %d records in %d shards (%d skipped); %.1f records/s",

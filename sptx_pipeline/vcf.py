@@ -47,7 +47,7 @@ class VCFFormatError(InputError):
     """A record htslib cannot read; the message names the file and line (or record number)."""
 
 
-def _open(path: str | os.PathLike):
+def _open(path: str | os.PathLike) -> Any:
     import pysam
 
     if not Path(path).is_file():
