@@ -27,6 +27,7 @@ from dask.base import tokenize
 
 from . import store
 from .cluster import open_client
+from .lock import holds_store_lock
 from .models.base import PRECISIONS
 from .runner import (
     RunSummary,
@@ -249,6 +250,7 @@ def _open_windows(path: Path) -> tuple[zarr.Array, dict[str, Any]]:
     return group[store.TOKENS], attrs
 
 
+@holds_store_lock("predictions_zarr", purpose="predict")  # one writer per store
 def predict(
     windows_zarr: str | os.PathLike,
     predictions_zarr: str | os.PathLike,

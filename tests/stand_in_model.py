@@ -142,7 +142,7 @@ def main() -> None:
         cluster=args.cluster,
         progress=False,
     )
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary.as_dict("windows")), flush=True)
 
 
 if __name__ == "__main__":
