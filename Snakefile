@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 normalise_config(config)
 
 
+check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 

@@ -289,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
         logging.getLogger("sptx").error("%s", err)
         return 1
+    except PermissionError as err:  # e.g. a read-only outdir: name the path, no traceback
+        where = err.filename or str(err)
+        logging.getLogger("sptx").error("permission denied: %s (is it read-only?)", where)
+        return 1
     return 0
 
 
