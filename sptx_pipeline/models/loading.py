@@ -68,10 +68,8 @@ def resolve_source(source: str | os.PathLike) -> Path:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    text = str(source)
-    if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise FileNotFoundError(f"model checkpoint {text!r} does not exist")
-    return _download(text)
+    _check_hub_id(str(source))
+    return _download(str(source))
 
 
 def resolve_config_dir(source: str | os.PathLike) -> Path | None:
@@ -80,10 +78,26 @@ def resolve_config_dir(source: str | os.PathLike) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path if path.is_dir() else None
-    text = str(source)
+    _check_hub_id(str(source))
+    return _download(str(source), files=(CONFIG_FILE,))
+
+
+def _check_hub_id(text: str) -> None:
+    """Refuse a source that is meant as a local path but does not exist.
+
+    ``checkpoints/randm`` looks like a hub id too; when its first part is a local directory it
+    is a mistyped path, and the error lists what that directory holds.
+    """
     if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise FileNotFoundError(f"model checkpoint {text!r} does not exist")
-    return _download(text, files=(CONFIG_FILE,))
+        raise FileNotFoundError(f"model checkpoint {text!r} does not exist (no such local path)")
+    parent = Path(text).parent
+    if parent.is_dir():
+        present = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+        raise FileNotFoundError(
+            f"model checkpoint {text!r} does not exist: no such local path ({parent}/ holds "
+            f"{', '.join(present[:10]) or 'nothing'}); to use the Hugging Face hub id {text!r} "
+            f"instead, run from a directory without a local {parent}/"
+        )
 
 
 def _download(repo_id: str, files: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)) -> Path:
@@ -94,10 +108,14 @@ def _download(repo_id: str, files: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
     except Exception as err:  # offline, unreachable, unknown repo: all end the same way
         raise CheckpointError(
             f"could not get model {repo_id!r} from the Hugging Face hub ({type(err).__name__}: "
-            f"{err}). Offline: download it once where there is network "
-            f"(`huggingface-cli download {repo_id}`, honours HF_HOME) or copy its config.json and "
-            "model.safetensors into a directory and pass that directory as the model "
-            "(e.g. --model /path/to/sptransformer or config key model: /path/to/sptransformer)."
+            f"{err}). No local path {repo_id!r} exists either. Offline: download it once where "
+            f"there is network (`hf download {repo_id}`, from huggingface_hub; honours HF_HOME), "
+            "then set HF_HUB_OFFLINE=1, or copy its config.json and model.safetensors into a "
+            "directory and pass that directory as the model (--model /path/to/sptransformer, "
+            "or config key model: /path/to/sptransformer). Without these weights: "
+            "model=spliceai runs SpliceAI's published weights (pip install -e '.[spliceai]'), "
+            "and `sptx random-checkpoint checkpoints/random` then model=checkpoints/random runs "
+            "a RANDOM-weight SpTransformer (meaningless numbers, for testing the machinery)."
         ) from err
 
 
