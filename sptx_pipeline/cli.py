@@ -224,6 +224,8 @@ def _run_query(args: argparse.Namespace) -> None:
         columns=args.columns or None,
         min_score=args.min_score,
     )
+    if frame.empty:  # a header-only file must not pass for a result
+        logging.getLogger("sptx").warning("no rows in %s", args.region)
     write_result(frame, args.format, args.output)
 
 
