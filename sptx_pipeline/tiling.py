@@ -22,7 +22,14 @@ import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import store
-from .genome import contig_lengths, fetch_tokens, open_fasta, reverse_complement
+from .genome import (
+    contig_lengths,
+    fetch_tokens,
+    merge_intervals,
+    open_fasta,
+    replaced_letters,
+    reverse_complement,
+)
 from .provenance import package_provenance, sha256_file
 
 log = logging.getLogger(__name__)
@@ -107,6 +114,25 @@ def shard_tokens(fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int)
     return out
 
 
+def log_replaced_letters(fasta, lengths: dict[str, int], table: pd.DataFrame, flank: int) -> None:
+    """Warn, per contig, how many bases of which non-ACGTN letters the windows read as N.
+
+    Counted once per base over the union of the windows' spans (target plus flanks), so bases
+    shared by overlapping windows or by both strands count once.
+    """
+    for chrom, rows in table.groupby("chrom", sort=False, observed=True):
+        starts = np.maximum(rows["target_start"].to_numpy() - flank, 0)
+        ends = np.minimum(rows["target_end"].to_numpy() + flank, lengths[chrom])
+        letters = replaced_letters(fasta, chrom, merge_intervals(starts, ends))
+        if letters:
+            log.warning(
+                "%s: %d bases read as N that are not A, C, G, T or N: %s",
+                chrom,
+                sum(letters.values()),
+                ", ".join(f"{letter} {count}" for letter, count in letters.items()),
+            )
+
+
 def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -155,6 +181,7 @@ def tile(
         store.n_shards(len(table), shard_size),
         shard_size,
     )
+    log_replaced_letters(handle, lengths, table, flank)
     out_zarr, out_parquet = Path(out_zarr), Path(out_parquet)
     out_zarr.parent.mkdir(parents=True, exist_ok=True)
     out_parquet.parent.mkdir(parents=True, exist_ok=True)
