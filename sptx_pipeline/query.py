@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .merge import STRAND_DIR
@@ -27,6 +29,13 @@ ID_COLUMNS = ["chrom", "pos", "strand"]
 FORMATS = ("table", "csv", "tsv", "parquet")
 _RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?$")
 _INT64_MAX = 2**63 - 1
+
+# The partition keys of scores/ are text: without this, pyarrow infers int32 for numeric contig
+# names (chrom=19) and a filter ("chrom", "=", "19") fails. Pass it to pandas as
+# pd.read_parquet("results/scores", partitioning=SCORES_PARTITIONING, filters=[...]).
+SCORES_PARTITIONING = ds.partitioning(
+    pa.schema([("chrom", pa.string()), ("strand", pa.string())]), flavor="hive"
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,38 @@ def query(
         if connection is None:
             con.close()
     return frame
+
+
+def read_scores(
+    results_dir: str | os.PathLike,
+    chrom: str | None = None,
+    strand: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """``scores/`` as a pandas DataFrame, filtered while reading; ``chrom`` stays text.
+
+    ``strand``: ``+``/``-`` (or the directory names ``plus``/``minus``); ``start``/``end``:
+    1-based inclusive bounds on ``pos``; ``columns``: channels to read (default all). Works for
+    any contig naming, numeric (``19``) included, which plain ``pd.read_parquet`` filters do not.
+    """
+    filters = []
+    if chrom is not None:
+        filters.append(("chrom", "=", str(chrom)))
+    if strand is not None:
+        filters.append(("strand", "=", STRAND_DIR.get(strand, strand)))
+    if start is not None:
+        filters.append(("pos", ">=", int(start)))
+    if end is not None:
+        filters.append(("pos", "<=", int(end)))
+    wanted = None if columns is None else ["pos", *columns, "chrom", "strand"]
+    return pd.read_parquet(
+        scores_path(results_dir),
+        partitioning=SCORES_PARTITIONING,
+        filters=filters or None,
+        columns=wanted,
+    )
 
 
 def _select_columns(columns: list[str] | None, channels: list[str]) -> list[str]:
