@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,8 +44,10 @@ def load_model(
 def describe_model(source: str = DEFAULT_MODEL) -> dict[str, Any]:
     """``flank``, ``channels`` and ``default_chunk_size`` of a model, from its config only.
 
-    Reads no weights where the source has a config (hub id: only ``config.json`` is fetched);
-    an original ``.ckpt`` file is read, since its geometry is only in its tensors.
+    Reads no weights where the source has a config (hub id: only ``config.json`` is fetched); a
+    local directory's ``model.safetensors`` header is checked against the config (names,
+    shapes, dtypes, file size); an original ``.ckpt`` file is read, since its geometry is only
+    in its tensors.
     """
     source = str(source)
     if source == "spliceai" or source.startswith("spliceai:"):
@@ -57,9 +60,11 @@ def describe_model(source: str = DEFAULT_MODEL) -> dict[str, Any]:
         model = load_model(source)
         flank, channels, chunk = model.flank, model.channels, model.default_chunk_size
     else:
-        from .loading import read_config
+        from .loading import check_weights_header, read_config
 
         config = read_config(directory)
+        if Path(source).expanduser().is_dir():  # local weights (a hub id fetched only config)
+            check_weights_header(directory, config)
         flank, channels, chunk = config.flank, config.channels, SpTransformer.default_chunk_size
     return {"flank": flank, "channels": list(channels), "default_chunk_size": chunk}
 

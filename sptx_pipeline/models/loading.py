@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors' names
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Original checkpoint entries that the inference model does not use.
@@ -130,6 +131,59 @@ def read_config(directory: Path, **overrides: Any) -> SpTransformerConfig:
         return _replace(config, overrides)
     except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise CheckpointError(f"{config_path}: {err}") from err
+
+
+def check_weights_header(directory: Path, config: SpTransformerConfig) -> None:
+    """Check ``model.safetensors`` against the architecture of ``config`` from the file's header
+    alone: every tensor name, shape and a float dtype, and that the data the header describes
+    fills the file exactly (a truncated download fails here). No tensor is read, so the
+    ``model`` stage finds a bad checkpoint in a second, before genes and tile run."""
+    from safetensors import safe_open
+
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}: not a model directory")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            header = {
+                _strip_prefix(key): (
+                    tuple(handle.get_slice(key).get_shape()),
+                    handle.get_slice(key).get_dtype(),
+                )
+                for key in handle.keys()  # noqa: SIM118 - safe_open has no __iter__
+                if not _counter(key)
+            }
+    except Exception as err:  # safetensors' own error: truncated, padded or not safetensors
+        raise CheckpointError(
+            f"{path} is not a complete safetensors file ({err}); download or copy it again"
+        ) from err
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {
+            key: tuple(value.shape)
+            for key, value in SpTransformer(config).state_dict().items()
+            if not _counter(key)
+        }
+    problems = []
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing:
+        problems.append(f"missing tensors {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_some(unexpected)}")
+    shapes = [
+        f"{key}: file {list(header[key][0])}, config {list(shape)}"
+        for key, shape in expected.items()
+        if key in header and header[key][0] != shape
+    ]
+    if shapes:
+        problems.append(f"wrong shapes ({_some(shapes)})")
+    dtypes = sorted({dtype for _, dtype in header.values()} - FLOAT_DTYPES)
+    if dtypes:
+        problems.append(f"non-float tensors ({', '.join(dtypes)})")
+    if problems:
+        raise CheckpointError(
+            f"{path} does not match {directory / CONFIG_FILE}: " + "; ".join(problems)
+        )
 
 
 def _replace(config: SpTransformerConfig, overrides: Mapping[str, Any]) -> SpTransformerConfig:
