@@ -23,13 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import StoreInUseError
+
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class StoreLockedError(RuntimeError):
-    """Raised instead of waiting (``wait=False``) when another process holds the lock."""
 
 
 def lock_path(store: str | os.PathLike) -> Path:
@@ -73,7 +71,7 @@ def store_lock(
             except BlockingIOError:
                 who = describe(holder(store))
                 if not wait:
-                    raise StoreLockedError(
+                    raise StoreInUseError(
                         f"{store} is being written by {who}; wait for it to finish (or end that "
                         "process) and run again"
                     ) from None

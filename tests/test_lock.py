@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sptx_pipeline import store
-from sptx_pipeline.lock import StoreLockedError, holder, lock_path, store_lock
-from tests.conftest import THREADED
-from tests.stand_in_model import make_windows
+from sptx_pipeline.errors import StoreInUseError
+from sptx_pipeline.lock import holder, lock_path, store_lock
+from sptx_pipeline.testing import THREADED, make_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -43,7 +43,7 @@ def test_a_held_lock_names_host_and_pid(tmp_path):
     )
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(StoreLockedError) as err, store_lock(path, "second", wait=False):
+        with pytest.raises(StoreInUseError) as err, store_lock(path, "second", wait=False):
             pass
         message = str(err.value)
         assert f"host {socket.gethostname()}" in message and f"pid {proc.pid}" in message
@@ -74,7 +74,7 @@ def test_a_waiter_takes_the_lock_when_the_holder_ends(tmp_path):
 
 def _predict(windows, out, sleep):
     command = [
-        *(sys.executable, "-m", "tests.stand_in_model", str(windows), str(out)),
+        *(sys.executable, "-m", "sptx_pipeline.testing", str(windows), str(out)),
         *("--sleep", str(sleep), "--cluster", json.dumps(THREADED)),
     ]
     return subprocess.Popen(

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sptx_pipeline.cli import main
-from sptx_pipeline.query import SCORES_PARTITIONING, query, read_scores, write_result
+from sptx_pipeline.query import query, read_scores, write_result
+from sptx_pipeline.results import SCORES_PARTITIONING
 from tests.results_fixtures import build_run
 
 ROW_GROUP = 64
@@ -219,3 +220,19 @@ def test_numeric_contig_names_read_with_pandas(run, everything, tmp_path):
     two = read_scores(tmp_path, chrom="2", columns=["acceptor"])
     assert list(two.columns) == ["pos", "acceptor", "chrom", "strand"]
     assert len(two) == (everything.chrom == "chrB").sum()
+
+
+def test_unversioned_par_y_id_names_the_same_gene_as_the_genes_filter(run, everything, tmp_path):
+    """GENCODE's PAR copies on chrY are ``<id>.<version>_PAR_Y``: the genes filter takes the
+    unversioned id as naming them, and query must too (it used to strip only ``.<version>``)."""
+    import shutil
+
+    from sptx_pipeline.annotation import filter_genes
+
+    outdir = tmp_path / "par"
+    shutil.copytree(run.scores, outdir / "scores")
+    genes = pd.read_parquet(run.outdir / "genes.parquet")
+    genes.loc[genes.gene_id == "G6.1", "gene_id"] = "G6.1_PAR_Y"
+    genes.to_parquet(outdir / "genes.parquet", index=False)
+    assert filter_genes(genes, names=["G6"]).gene_id.tolist() == ["G6.1_PAR_Y"]
+    _assert_same(query(outdir, "G6"), _filter(everything, "chrB", 37, 1163, "-"))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sptx_pipeline.errors import CheckpointError
 from sptx_pipeline.models import describe_model
-from sptx_pipeline.models.loading import CheckpointError
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
@@ -62,7 +62,8 @@ def test_a_read_only_outdir_is_named_on_the_terminal(tmp_path, read_only_dir):
     """Through Snakemake: the failed job's log reaches the terminal, and it names the path."""
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
+            *(sys.executable, "-m", "snakemake", str(read_only_dir / "genes.parquet")),
+            *("--snakefile", str(REPO / "Snakefile")),
             *("--directory", str(tmp_path), "--cores", "1"),
             *("--configfile", str(REPO / "config" / "config.yaml")),
             *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}", "model=m"),

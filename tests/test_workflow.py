@@ -103,6 +103,10 @@ def test_the_bundled_config_plans_the_example(tmp_path):
         ("sites_min_score=2", "sites_min_score: 2 is greater than the maximum of 1"),
         ("genes=5", "genes: 5 is not of type 'array'"),
         ('cluster={"type": "slurmm"}', "cluster.type: 'slurmm' is not one of"),
+        (
+            'cluster={"type": "local", "n_worker": 2}',
+            "cluster.n_worker: not a config key; did you mean 'n_workers'?",
+        ),
     ],
 )
 def test_schema_violation_names_the_key_first(tmp_path, override, line):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError, MissingInputError
 from ..provenance import sha256_file
 from .sptransformer import SpTransformer, SpTransformerConfig
 
@@ -35,10 +36,6 @@ IGNORED_ORIGINAL = re.compile(
 
 # The 1x1 convs that read the one-hot input (A, C, G, T[, N]).
 ONEHOT_CONV = re.compile(r"^(projection|feature_encoders\.\d+)\.conv1\.weight$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded as SpTransformer (the message says why)."""
 
 
 def load_sptransformer(source: str | os.PathLike, **overrides: Any) -> SpTransformer:
@@ -90,11 +87,11 @@ def _check_hub_id(text: str) -> None:
     is a mistyped path, and the error lists what that directory holds.
     """
     if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise FileNotFoundError(f"model checkpoint {text!r} does not exist (no such local path)")
+        raise MissingInputError(f"model checkpoint {text!r} does not exist (no such local path)")
     parent = Path(text).parent
     if parent.is_dir():
         present = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"model checkpoint {text!r} does not exist: no such local path ({parent}/ holds "
             f"{', '.join(present[:10]) or 'nothing'}); to use the Hugging Face hub id {text!r} "
             f"instead, run from a directory without a local {parent}/"
@@ -124,7 +121,7 @@ def read_config(directory: Path, **overrides: Any) -> SpTransformerConfig:
     """The SpTransformer config of a multimolecule-format directory (no weights read)."""
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}: not a model directory")
+        raise MissingInputError(f"{directory} has no {CONFIG_FILE}: not a model directory")
     try:
         raw = json.loads(config_path.read_text())
         config = SpTransformerConfig.from_multimolecule(raw)
@@ -142,7 +139,7 @@ def check_weights_header(directory: Path, config: SpTransformerConfig) -> None:
 
     path = directory / WEIGHTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}: not a model directory")
+        raise MissingInputError(f"{directory} has no {WEIGHTS_FILE}: not a model directory")
     try:
         with safe_open(str(path), "pt") as handle:
             header = {
@@ -200,7 +197,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path.parent} has no {path.name}")
+        raise MissingInputError(f"{path.parent} has no {path.name}")
     try:
         return load_file(str(path))
     except Exception as err:

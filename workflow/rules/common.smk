@@ -5,6 +5,8 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from sptx_pipeline.models import local_model_files
+
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
 ENV = "../envs/sptx.yaml"
 
@@ -18,21 +20,49 @@ def normalise_config(cfg):
         cfg["chunk_size"] = None
 
 
+def _unknown_keys(prefix, instance, known):
+    """One line per key of ``instance`` not in ``known``, with the closest known key."""
+    lines = []
+    for name in sorted(set(instance) - set(known)):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        lines.append(f"{prefix}{name}: not a config key{hint}")
+    return lines
+
+
+def _branch_errors(error):
+    """The errors of the oneOf branch whose ``type`` matched (cluster: one branch per type)."""
+    branches = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    for subs in branches.values():
+        if not any(list(sub.path) == ["type"] for sub in subs):
+            return subs
+    return []
+
+
 def config_problems(cfg, schema):
     """One line per schema violation, each starting with the key it concerns."""
-    keys = sorted(schema["properties"])
     lines = []
-    validator = jsonschema.Draft202012Validator(schema)
-    for error in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.path]):
-        key = ".".join(str(part) for part in error.path)
-        if error.validator == "additionalProperties" and not error.path:
-            for name in sorted(set(cfg) - set(keys)):
-                close = difflib.get_close_matches(name, keys, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                lines.append(f"{name}: not a config key{hint}")
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.path]):
+        path = [str(part) for part in error.path]
+        key = ".".join(path)
+        prefix = key + "." if key else ""
+        if error.validator == "additionalProperties":
+            lines.extend(_unknown_keys(prefix, error.instance, error.schema["properties"]))
         elif error.validator == "required":
             missing = [name for name in error.validator_value if name not in error.instance]
-            lines.extend(f"{name}: required key missing" for name in missing)
+            lines.extend(f"{prefix}{name}: required key missing" for name in missing)
+        elif error.validator == "oneOf":
+            deeper = [e for e in errors if len(e.path) > len(path) and e.path[0] == error.path[0]]
+            if deeper:  # e.g. an unknown cluster type, reported on its own line
+                continue
+            for sub in _branch_errors(error):
+                if sub.validator == "additionalProperties":
+                    lines.extend(_unknown_keys(prefix, sub.instance, sub.schema["properties"]))
+                else:
+                    lines.append(f"{'.'.join([*path, *map(str, sub.path)])}: {sub.message}")
         else:
             lines.append(f"{key}: {error.message}")
     return lines
@@ -51,9 +81,3 @@ def check_config(cfg, schema_path):
 
 def csv(values):
     return ",".join(values)
-
-
-def local_model_files(source):
-    """The model's file or directory when ``source`` is a local path (``spliceai:DIR`` too)."""
-    path = source.partition(":")[2] if source.startswith("spliceai:") else source
-    return [path] if path and Path(path).exists() else []
