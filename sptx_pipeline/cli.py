@@ -154,6 +154,11 @@ def _add_merge(sub: Subparsers) -> None:
     _required(p, "regions", "genes", "out_scores", "out_sites")
     p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
+    p.add_argument(
+        "--predictions-summary",
+        help="predict's predictions.json: removed when a shard is missing or damaged, so that "
+        "the workflow runs predict again",
+    )
     p.set_defaults(
         func=_call("merge", "merge", "windows predictions regions genes out_scores out_sites")
     )

@@ -87,26 +87,12 @@ def shard_problem(
     predictions: zarr.Array, tokens: zarr.Array, start: int, stop: int, marker: dict[str, Any]
 ) -> str | None:
     """Why a marked shard cannot be trusted, or None when its data matches its marker."""
-    if not marker:
-        return "its done marker is damaged"
-    if (marker.get("start"), marker.get("stop")) != (start, stop):
-        return f"marker covers windows {marker.get('start')}-{marker.get('stop')}"
-    try:
-        values = predictions[start:stop]
-    except Exception as err:  # any decode or I/O failure means "recompute"
-        return f"data unreadable ({type(err).__name__}: {err})"
-    if store.array_sha256(values) != marker.get("sha256"):
-        return "data does not match the checksum in its done marker"
+    _, problem = store.read_verified(predictions, start, stop, marker)
+    if problem is not None:
+        return problem
     if store.array_sha256(tokens[start:stop]) != marker.get("tokens_sha256"):
         return "its input windows changed since it was computed"
     return None
-
-
-def _read_marker(path: str, shard: int) -> dict[str, Any] | None:
-    try:
-        return store.read_done(path, shard)
-    except (OSError, ValueError):  # a damaged marker is no marker
-        return {}
 
 
 _ARRAYS: dict[str, tuple[zarr.Array, zarr.Array]] = {}
@@ -129,7 +115,7 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
     """Verify or compute one shard; returns a small record (never the predictions)."""
     tokens, predictions = _open_arrays(job)
     start, stop = shard.start, shard.stop
-    marker = _read_marker(job.predictions, shard.index)
+    marker = store.read_marker(job.predictions, shard.index)
     if marker is not None:
         problem = shard_problem(predictions, tokens, start, stop, marker)
         if problem is None:
