@@ -65,7 +65,15 @@ def truncate(out):
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
 
-@pytest.mark.parametrize("damage", [swap, flip, truncate], ids=["swapped", "flipped", "truncated"])
+def unmark(out):
+    """A shard without its done marker: merge used to say "run predict again", which Snakemake
+    never did while predictions.json existed."""
+    (out / "predictions.zarr" / "done" / f"{BAD:08d}.json").unlink()
+
+
+@pytest.mark.parametrize(
+    "damage", [swap, flip, truncate, unmark], ids=["swapped", "flipped", "truncated", "unmarked"]
+)
 def test_merge_refuses_a_damaged_shard_and_the_same_command_repairs_it(run, damage):
     base, out, checkpoint, reference = run
     damage(out)
@@ -74,7 +82,8 @@ def test_merge_refuses_a_damaged_shard_and_the_same_command_repairs_it(run, dama
     code, output = snakemake(base, out, checkpoint)
     assert code != 0
     line = next(text for text in output.splitlines() if "ERROR sptx" in text)
-    assert f"shard {BAD} (windows {2 * BAD}-{2 * BAD + 1})" in line
+    named = f"(no done marker: {BAD})" if damage is unmark else f"shard {BAD} (windows 2-3)"
+    assert named in line
     assert "run the same command again" in line
     assert not (out / "scores").exists() and not (out / "predictions.json").exists()
 
