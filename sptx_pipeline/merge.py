@@ -307,15 +307,19 @@ def _refuse(
 ) -> NoReturn:
     """Stop the merge with advice that works: remove predict's summary, so that the same
     command runs predict again (Snakemake re-runs a job whose output is missing)."""
-    done = "removed their done markers" if cleared else "they have no done marker"
+    removed = ["their done markers"] if cleared else []
     if predictions_summary is not None:
         Path(predictions_summary).unlink(missing_ok=True)
+        removed.append(str(predictions_summary))
         advice = (
-            f"{done} and {predictions_summary}, so predict recomputes just those shards: run the "
-            "same command again (e.g. `snakemake --cores all`)"
+            "so predict recomputes just those shards: run the same command again "
+            "(e.g. `snakemake --cores all`)"
         )
     else:
-        advice = f"{done}: run `sptx predict` again with the same arguments, then merge"
+        advice = "run `sptx predict` again with the same arguments, then merge"
+        advice = f"so {advice}" if removed else advice
+    if removed:
+        advice = f"Removed {' and '.join(removed)}, {advice}"
     raise IncompletePredictionsError(f"{problem}. {advice[0].upper()}{advice[1:]}")
 
 
