@@ -470,7 +470,8 @@ def predict(
             # one task per worker thread, so a dying worker takes no queued shard with it
             "distributed.scheduler.worker-saturation": 1.0,
         }
-        with dask.config.set(config), open_client(cluster, device) as client:
+        worker_logs = predictions_path.parent / "logs" / "slurm"  # SLURM worker job logs
+        with dask.config.set(config), open_client(cluster, device, worker_logs) as client:
             started = time.perf_counter()
             counts = _run_shards(
                 client, job, ordered, tokens.shape[0], max_retries, max_in_flight, progress
