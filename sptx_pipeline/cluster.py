@@ -339,10 +339,9 @@ def slurm_cluster(
         "job_extra_directives": extra,
         "job_script_prologue": list(config.get("job_script_prologue") or []),
         "scheduler_options": {"dashboard_address": config.get("dashboard_address", ":0")},
-        "log_directory": str(Path(config.get("log_directory") or DEFAULT_SLURM_LOGS).resolve()),
         "job_cls": _recording_job_class(record or SlurmJobs()),
     }
-    for key in ("local_directory", "interface", "python"):
+    for key in ("local_directory", "log_directory", "interface", "python"):
         if config.get(key) is not None:
             options[key] = config[key]
     cluster = SLURMCluster(**options)
@@ -537,8 +536,8 @@ def open_client(
     if kind == "slurm":
         jobs = int(config.pop("jobs", 1) or 1)
         wait_timeout = parse_timedelta(config.pop("wait_timeout", None) or DEFAULT_WAIT_TIMEOUT)
-        if not config.get("log_directory") and log_directory is not None:
-            config["log_directory"] = str(log_directory)
+        if not config.get("log_directory"):
+            config["log_directory"] = str(Path(log_directory or DEFAULT_SLURM_LOGS).resolve())
         with _slurm_client(config, device, jobs, wait_timeout) as client:
             yield client
         return
