@@ -340,6 +340,36 @@ def test_a_job_that_never_starts_fails_predict_after_wait_timeout(tmp_path):
 
 
 @on_slurm
+def test_losing_every_worker_with_no_replacement_fails_predict_after_wait_timeout(tmp_path):
+    """Mid-run: the only job cancelled while the partition is down, so its replacement pends."""
+    partition = CLUSTER["partition"]
+    # 30 s: longer than dask-jobqueue takes to replace a lost job (15-20 s)
+    process = stand_in_predict(tmp_path, slurm_cluster(wait_timeout=30), sleep=1.0)
+    try:
+        done = tmp_path / "p.zarr" / "done"
+        wait_until(lambda: done.is_dir() and any(done.iterdir()), 120, "a first finished shard")
+        subprocess.run(
+            ["scontrol", "update", f"PartitionName={partition}", "State=DOWN"], check=True
+        )
+        subprocess.run(["scancel", *worker_jobs()], check=True)
+        started = time.monotonic()
+        returncode = process.wait(timeout=120)
+        seconds = time.monotonic() - started
+    finally:
+        subprocess.run(["scontrol", "update", f"PartitionName={partition}", "State=UP"], check=True)
+        process.kill()
+    log = (tmp_path / "predict.log").read_text()
+    assert returncode != 0 and 30 <= seconds < 90, (seconds, log[-3000:])
+    assert re.search(
+        r"^RuntimeError: no Dask worker connected for 30 s \(cluster option wait_timeout\); "
+        r"SLURM says: .*job \d+: PENDING \(PartitionDown\)",
+        log,
+        re.M,
+    ), log[-3000:]
+    assert 0 < len(store.done_shards(tmp_path / "p.zarr")) < 12  # the done shards are kept
+
+
+@on_slurm
 def test_sigterm_cancels_every_job(tmp_path):
     # three one-core jobs on a node with fewer cores: one stays pending
     jobs = CLUSTER["cpus"] + 1
