@@ -459,21 +459,20 @@ def _slurm_client(
     record = SlurmJobs()
     with _terminate_as_exit():
         cluster, threads = slurm_cluster(config, device, record)
-        watchdog = None
         try:
             with cluster, Client(cluster) as client:
                 gpus_per_job = int(config.get("gpus") or 0)
                 processes = int(config.get("processes") or max(1, gpus_per_job))
                 client.register_plugin(WorkerSettings(threads, gpus_per_job, processes))
                 # adapt, not scale: scale submits once and never replaces a job that died
-                cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
+                adaptive = cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
                 log.info(
                     "asked SLURM for %d job(s) of %s cores, %s (worker logs in %s); "
                     "waiting up to %.0f s for the first worker",
                     jobs,
                     config["cores"],
                     config["memory"],
-                    cluster._dummy_job.log_directory,
+                    config.get("log_directory") or "the current directory",
                     wait_timeout,
                 )
                 watchdog = SlurmWatchdog(cluster, client, record, wait_timeout)
@@ -490,8 +489,7 @@ def _slurm_client(
                     raise
                 finally:
                     watchdog.stop()
-                    if cluster._adaptive is not None:
-                        cluster._adaptive.stop()
+                    adaptive.stop()  # no new job while the cluster closes
         finally:
             left = record.cancel_all()
             if left:

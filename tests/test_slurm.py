@@ -424,3 +424,47 @@ def test_slurm_executor_settings_in_the_profiles_exist():
     for name in ("slurm", "slurm-cpu"):
         keys = {k.removeprefix("slurm-") for k in read_profile(name) if k.startswith("slurm-")}
         assert keys and keys <= fields, keys - fields
+
+
+# ------------------------------------------------- granted CPUs, sbatch's words (no cluster)
+
+
+def test_threads_never_exceed_the_cpus_slurm_granted(monkeypatch):
+    from types import SimpleNamespace
+
+    from sptx_pipeline.cluster import TORCH_THREADS_ENV, WorkerSettings, available_cores
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    WorkerSettings(threads=4).setup(SimpleNamespace(name="w"))
+    assert os.environ[TORCH_THREADS_ENV] == "4"  # outside SLURM: as configured
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "3")
+    WorkerSettings(threads=4).setup(SimpleNamespace(name="w"))
+    assert os.environ[TORCH_THREADS_ENV] == "3"
+    WorkerSettings(threads=4, processes_per_job=2).setup(SimpleNamespace(name="w-1"))
+    assert os.environ[TORCH_THREADS_ENV] == "1"  # 3 CPUs shared by the job's 2 workers
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
+    assert available_cores() == 1
+
+
+def test_a_local_cluster_in_a_slurm_job_uses_the_granted_cpus(monkeypatch):
+    from sptx_pipeline.cluster import TORCH_THREADS_ENV, open_client
+
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
+    with open_client({"type": "local", "processes": False}, "cpu") as client:
+        threads = set(client.run(lambda: os.environ[TORCH_THREADS_ENV]).values())
+    assert threads == {"1"}
+
+
+def test_sbatchs_reason_is_kept_from_dask_jobqueues_error():
+    from sptx_pipeline.cluster import SlurmJobs
+
+    record = SlurmJobs()
+    record.refused(
+        RuntimeError(
+            "Command exited with non-zero exit code.\nExit code: 1\nCommand:\nsbatch /tmp/x.sh\n"
+            "stdout:\n\nstderr:\nsbatch: error: Invalid generic resource (gres) specification\n\n"
+        )
+    )
+    assert record.refusals == ["sbatch: error: Invalid generic resource (gres) specification"]
