@@ -9,10 +9,10 @@
 #
 # Env: SLURM_START_TIMEOUT (seconds to wait for the node, default 60).
 set -euo pipefail
-began=$(date +%s.%N)
+began=$(date +%s%N)
 say() { echo "start-slurm: $*"; }
 running() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }  # a zombie is not running
-elapsed() { echo "$(date +%s.%N) - $began" | bc; }
+elapsed() { local ms=$((($(date +%s%N) - began) / 1000000)); printf '%d.%03d' $((ms / 1000)) $((ms % 1000)); }
 
 if [ "$(id -u)" != 0 ]; then
     say "must run as root (it installs packages and starts daemons)" >&2
@@ -35,11 +35,11 @@ if sinfo -h -o %T 2>/dev/null | grep -qx idle && grep -qx "$MARKER" "$CONF" 2>/d
     exit 0
 fi
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v bc >/dev/null; then
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     say "installing slurm-wlm and munge"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq slurm-wlm munge bc >/dev/null
+    apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
 # --- munge: its runtime directory (normally made by systemd) and a key
