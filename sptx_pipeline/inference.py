@@ -312,7 +312,8 @@ def predict(
     counts: Counter = Counter()
     working = 0.0
     if shards:
-        with scheduler_settings(max_retries), open_client(cluster, device) as client:
+        worker_logs = predictions_path.parent / "logs" / "slurm"  # SLURM worker job logs
+        with scheduler_settings(max_retries), open_client(cluster, device, worker_logs) as client:
             started = time.perf_counter()
             counts = run_shards(
                 client,

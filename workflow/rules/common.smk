@@ -81,3 +81,15 @@ def check_config(cfg, schema_path):
 
 def csv(values):
     return ",".join(values)
+
+
+def predict_threads(wildcards):
+    """Every core of a local run (``--cores``), as predict is the one rule that wants them all.
+
+    Under a cluster executor there is no ``--cores`` (``workflow.cores`` raises); there the
+    profile's ``set-threads`` gives predict its CPUs, and without one it asks for 1.
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
