@@ -160,20 +160,8 @@ def check_weights_header(directory: Path, config: SpTransformerConfig) -> None:
             for key, value in SpTransformer(config).state_dict().items()
             if not _counter(key)
         }
-    problems = []
-    missing = sorted(set(expected) - set(header))
-    unexpected = sorted(set(header) - set(expected))
-    if missing:
-        problems.append(f"missing tensors {_some(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors {_some(unexpected)}")
-    shapes = [
-        f"{key}: file {list(header[key][0])}, config {list(shape)}"
-        for key, shape in expected.items()
-        if key in header and header[key][0] != shape
-    ]
-    if shapes:
-        problems.append(f"wrong shapes ({_some(shapes)})")
+    shapes = {key: shape for key, (shape, _) in header.items()}
+    problems = _shape_problems(expected, shapes, "tensors", ("file", "config"))
     dtypes = sorted({dtype for _, dtype in header.values()} - FLOAT_DTYPES)
     if dtypes:
         problems.append(f"non-float tensors ({', '.join(dtypes)})")
@@ -324,20 +312,12 @@ def load_strict(model: SpTransformer, state: Mapping[str, torch.Tensor], where: 
     """Load every parameter and buffer, or fail naming the problem."""
     expected = {k: v for k, v in model.state_dict().items() if not _counter(k)}
     state = {k: v for k, v in state.items() if not _counter(k)}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_some(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_some(unexpected)}")
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if shapes:
-        problems.append(f"wrong shapes ({_some(shapes)})")
+    problems = _shape_problems(
+        {k: tuple(v.shape) for k, v in expected.items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+        "keys",
+        ("checkpoint", "model"),
+    )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         problems.append(f"non-finite values in {_some(bad)}")
@@ -364,6 +344,33 @@ def load_strict(model: SpTransformer, state: Mapping[str, torch.Tensor], where: 
 def _counter(key: str) -> bool:
     """BatchNorm's ``num_batches_tracked``: a training counter, meaningless for inference."""
     return key.endswith("num_batches_tracked")
+
+
+def _shape_problems(
+    expected: Mapping[str, tuple[int, ...]],
+    found: Mapping[str, tuple[int, ...]],
+    noun: str,
+    sides: tuple[str, str],
+) -> list[str]:
+    """Missing, unexpected and misshaped tensors of ``found`` against ``expected``.
+
+    ``sides`` names the two in the messages, found first (e.g. ``("file", "config")``).
+    """
+    problems = []
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        problems.append(f"missing {noun} {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {noun} {_some(unexpected)}")
+    shapes = [
+        f"{key}: {sides[0]} {list(found[key])}, {sides[1]} {list(shape)}"
+        for key, shape in expected.items()
+        if key in found and found[key] != shape
+    ]
+    if shapes:
+        problems.append(f"wrong shapes ({_some(shapes)})")
+    return problems
 
 
 def _some(items: list[str], limit: int = 5) -> str:
