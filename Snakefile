@@ -11,7 +11,11 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The bundled example is the config only when the user names none: `--configfile my.yaml`
+# replaces it, so a key left out of my.yaml takes the schema's default, never the example's.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -20,6 +24,7 @@ include: "workflow/rules/common.smk"
 normalise_config(config)
 
 
+check_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 

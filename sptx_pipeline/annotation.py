@@ -7,13 +7,16 @@ per chrom and strand, 0-based half-open. Contig names are those of the FASTA.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import re
 import tempfile
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 import pyranges as pr
@@ -63,24 +66,37 @@ def extract_gene_lines(gtf: str | os.PathLike, out: Path) -> int:
     keeps memory at the size of the gene table, not of the whole annotation.
     """
     count = 0
+    number = 0
     with open_text(gtf) as src, open(out, "w") as dst:
-        for number, line in enumerate(src, start=1):
-            if line.startswith("#") or not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            try:
-                _check_line(fields)
-                if fields[2] == "gene":
-                    if _GENE_ID.search(fields[8]) is None:
-                        raise ValueError("gene record without a gene_id attribute")
-                    if fields[6] == ".":
-                        raise ValueError("gene record without a strand")
-            except ValueError as err:
-                raise GTFFormatError(f"{gtf}, line {number}: malformed GTF line: {err}") from None
-            if fields[2] == "gene":
-                dst.write(line if line.endswith("\n") else line + "\n")
-                count += 1
+        try:
+            for number, line in enumerate(src, start=1):
+                count += _copy_gene_line(gtf, number, line, dst)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise GTFFormatError(
+                f"{gtf}: the gzip file is truncated or damaged after line {number} ({err}); "
+                "download or compress it again"
+            ) from None
     return count
+
+
+def _copy_gene_line(gtf: str | os.PathLike, number: int, line: str, dst: TextIO) -> int:
+    """Check one GTF line; copy it to ``dst`` if it is a gene record (returns 1, else 0)."""
+    if line.startswith("#") or not line.strip():
+        return 0
+    fields = line.rstrip("\n").split("\t")
+    try:
+        _check_line(fields)
+        if fields[2] == "gene":
+            if _GENE_ID.search(fields[8]) is None:
+                raise ValueError("gene record without a gene_id attribute")
+            if fields[6] == ".":
+                raise ValueError("gene record without a strand")
+    except ValueError as err:
+        raise GTFFormatError(f"{gtf}, line {number}: malformed GTF line: {err}") from None
+    if fields[2] != "gene":
+        return 0
+    dst.write(line if line.endswith("\n") else line + "\n")
+    return 1
 
 
 def read_genes(gtf: str | os.PathLike) -> pd.DataFrame:

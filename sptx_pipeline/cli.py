@@ -155,6 +155,11 @@ def _add_merge(sub: Subparsers) -> None:
     _required(p, "regions", "genes", "out_scores", "out_sites")
     p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
+    p.add_argument(
+        "--predictions-summary",
+        help="predict's predictions.json: removed when a shard is missing or damaged, so that "
+        "the workflow runs predict again",
+    )
     p.set_defaults(
         func=_call("merge", "merge", "windows predictions regions genes out_scores out_sites")
     )
@@ -200,6 +205,8 @@ def _run_query(args: argparse.Namespace) -> None:
         columns=args.columns or None,
         min_score=args.min_score,
     )
+    if frame.empty:  # a header-only file must not pass for a result
+        logging.getLogger("sptx").warning("no rows in %s", args.region)
     write_result(frame, args.format, args.output)
 
 
@@ -362,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_dask()
     try:
         args.func(args)
+    except PermissionError as err:  # e.g. a read-only outdir: say so, naming the path
+        where = err.filename or str(err)
+        logging.getLogger("sptx").error(
+            "permission denied: %s (is it read-only?)", where, exc_info=args.verbose
+        )
+        return 1
     except USER_ERRORS as err:
         # a failure the message explains; anything else is a bug and keeps its traceback
         logging.getLogger("sptx").error("%s", err, exc_info=args.verbose)

@@ -133,6 +133,40 @@ def fetch_tokens(
     return out
 
 
+_STANDARD = np.zeros(256, dtype=bool)
+_STANDARD[np.frombuffer(b"ACGTNacgtn", dtype=np.uint8)] = True
+
+
+def merge_intervals(starts: Iterable[int], ends: Iterable[int]) -> list[tuple[int, int]]:
+    """The union of half-open intervals, as sorted disjoint ``(start, end)`` pairs."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(zip(starts, ends, strict=True)):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        elif start < end:
+            merged.append((start, end))
+    return merged
+
+
+def replaced_letters(
+    fasta: pyfaidx.Fasta, chrom: str, intervals: Iterable[tuple[int, int]], block: int = 1 << 24
+) -> dict[str, int]:
+    """Letters other than A, C, G, T, N (either case) in ``intervals`` of ``chrom``, which
+    ``encode`` reads as N: upper-cased letter -> count. Intervals must be disjoint."""
+    counts = np.zeros(256, dtype=np.int64)
+    for start, end in intervals:
+        for lo in range(start, end, block):
+            raw = fasta[chrom][lo : min(lo + block, end)]
+            codes = np.frombuffer(raw.encode("ascii", errors="replace"), dtype=np.uint8)
+            counts += np.bincount(codes, minlength=256)
+    counts[_STANDARD] = 0
+    letters: dict[str, int] = {}
+    for code in np.flatnonzero(counts):
+        letter = chr(code).upper()
+        letters[letter] = letters.get(letter, 0) + int(counts[code])
+    return dict(sorted(letters.items()))
+
+
 def is_gzip(path: str | os.PathLike) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == _GZIP_MAGIC

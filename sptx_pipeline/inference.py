@@ -29,6 +29,7 @@ from dask.base import tokenize
 from . import store
 from .cluster import open_client
 from .errors import InputError, InputMismatchError, MissingInputError
+from .lock import holds_store_lock
 from .options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
@@ -86,26 +87,12 @@ def shard_problem(
     predictions: zarr.Array, tokens: zarr.Array, start: int, stop: int, marker: dict[str, Any]
 ) -> str | None:
     """Why a marked shard cannot be trusted, or None when its data matches its marker."""
-    if not marker:
-        return "its done marker is damaged"
-    if (marker.get("start"), marker.get("stop")) != (start, stop):
-        return f"marker covers windows {marker.get('start')}-{marker.get('stop')}"
-    try:
-        values = predictions[start:stop]
-    except Exception as err:  # any decode or I/O failure means "recompute"
-        return f"data unreadable ({type(err).__name__}: {err})"
-    if store.array_sha256(values) != marker.get("sha256"):
-        return "data does not match the checksum in its done marker"
+    _, problem = store.read_verified(predictions, start, stop, marker)
+    if problem is not None:
+        return problem
     if store.array_sha256(tokens[start:stop]) != marker.get("tokens_sha256"):
         return "its input windows changed since it was computed"
     return None
-
-
-def _read_marker(path: str, shard: int) -> dict[str, Any] | None:
-    try:
-        return store.read_done(path, shard)
-    except (OSError, ValueError):  # a damaged marker is no marker
-        return {}
 
 
 _ARRAYS: dict[str, tuple[zarr.Array, zarr.Array]] = {}
@@ -128,7 +115,7 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
     """Verify or compute one shard; returns a small record (never the predictions)."""
     tokens, predictions = _open_arrays(job)
     start, stop = shard.start, shard.stop
-    marker = _read_marker(job.predictions, shard.index)
+    marker = store.read_marker(job.predictions, shard.index)
     if marker is not None:
         problem = shard_problem(predictions, tokens, start, stop, marker)
         if problem is None:
@@ -260,6 +247,7 @@ def _open_windows(path: Path) -> tuple[zarr.Array, dict[str, Any]]:
     return store.open_windows(path), attrs
 
 
+@holds_store_lock("predictions_zarr", purpose="predict")  # one writer per store
 def predict(
     windows_zarr: str | os.PathLike,
     predictions_zarr: str | os.PathLike,
@@ -324,7 +312,8 @@ def predict(
     counts: Counter = Counter()
     working = 0.0
     if shards:
-        with scheduler_settings(max_retries), open_client(cluster, device) as client:
+        worker_logs = predictions_path.parent / "logs" / "slurm"  # SLURM worker job logs
+        with scheduler_settings(max_retries), open_client(cluster, device, worker_logs) as client:
             started = time.perf_counter()
             counts = run_shards(
                 client,

@@ -10,11 +10,13 @@ so a failed merge leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ import zarr
 from . import store
 from .atomic import atomic_path, remove_stale
 from .errors import IncompletePredictionsError, InputError, InputMismatchError
+from .lock import holds_store_lock
 from .provenance import package_provenance
 from .results import (
     ROW_GROUP_ROWS,
@@ -194,6 +197,7 @@ def _run_provenance(
     return provenance_metadata(record)
 
 
+@holds_store_lock("predictions_zarr", purpose="merge")  # it may clear damaged shards' markers
 def merge(
     windows_parquet: str | os.PathLike,
     predictions_zarr: str | os.PathLike,
@@ -205,9 +209,19 @@ def merge(
     provenance: dict[str, Any] | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
     rows_per_file: int = ROWS_PER_FILE,
+    predictions_summary: str | os.PathLike | None = None,
 ) -> dict[tuple[str, str], int]:
-    """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand)."""
-    store.missing_shards(predictions_zarr, check=True)
+    """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand).
+
+    Every shard is checked against its done marker as it is read. A missing or damaged shard
+    stops the merge with an error naming it, after removing the damaged shards' markers and
+    ``predictions_summary`` (predict's ``predictions.json``), so that running the same command
+    again makes ``predict`` recompute just those shards.
+    """
+    try:
+        store.missing_shards(predictions_zarr, check=True)
+    except IncompletePredictionsError as err:
+        _refuse(str(err).partition("; run ")[0], predictions_summary)
     probabilities = store.open_predictions(predictions_zarr)
     attrs = _group_attrs(predictions_zarr)
     channels = list(attrs["channels"])
@@ -228,7 +242,7 @@ def merge(
         try:
             counts = _write(
                 windows,
-                probabilities,
+                functools.partial(_verified_shard, predictions_zarr, probabilities),
                 shard_size,
                 regions,
                 sites_out,
@@ -236,6 +250,12 @@ def merge(
                     partition_dir(tmp_scores, *key), schema, row_group_rows, rows_per_file
                 ),
             )
+        except DamagedShardError as first:
+            damaged = [first, *_damaged_after(predictions_zarr, probabilities, first.shard)]
+            for shard in damaged:
+                store.clear_done(predictions_zarr, shard.shard)
+            more = f" (and {len(damaged) - 5} more shards)" if len(damaged) > 5 else ""
+            _refuse("; ".join(map(str, damaged[:5])) + more, predictions_summary, cleared=True)
         finally:
             sites_out.close()
     log.info(
@@ -245,6 +265,62 @@ def merge(
         scores_dir,
     )
     return counts
+
+
+class DamagedShardError(Exception):
+    """A prediction shard marked done whose stored values do not match its marker."""
+
+    def __init__(self, path: str | os.PathLike, shard: int, lo: int, hi: int, problem: str):
+        super().__init__(f"{path}: shard {shard} (windows {lo}-{hi - 1}): {problem}")
+        self.shard = shard
+
+
+def _verified_shard(
+    path: str | os.PathLike, probabilities: zarr.Array, shard: int, lo: int, hi: int
+) -> np.ndarray:
+    """The values of a shard, checked against the SHA-256 in its done marker."""
+    values, problem = store.read_verified(
+        probabilities, lo, hi, store.read_marker(path, shard) or {}
+    )
+    if problem is not None or values is None:
+        raise DamagedShardError(path, shard, lo, hi, problem or "unreadable")
+    return values
+
+
+def _damaged_after(
+    path: str | os.PathLike, probabilities: zarr.Array, first: int
+) -> list[DamagedShardError]:
+    """Every other damaged shard after ``first``, so that one re-run repairs them all."""
+    shard_size = int(_group_attrs(path)["shard_size"])
+    damaged = []
+    for shard, lo, hi in store.shard_ranges(probabilities.shape[0], shard_size):
+        if shard > first:
+            try:
+                _verified_shard(path, probabilities, shard, lo, hi)
+            except DamagedShardError as err:
+                damaged.append(err)
+    return damaged
+
+
+def _refuse(
+    problem: str, predictions_summary: str | os.PathLike | None, cleared: bool = False
+) -> NoReturn:
+    """Stop the merge with advice that works: remove predict's summary, so that the same
+    command runs predict again (Snakemake re-runs a job whose output is missing)."""
+    removed = ["their done markers"] if cleared else []
+    if predictions_summary is not None:
+        Path(predictions_summary).unlink(missing_ok=True)
+        removed.append(str(predictions_summary))
+        advice = (
+            "so predict recomputes just those shards: run the same command again "
+            "(e.g. `snakemake --cores all`)"
+        )
+    else:
+        advice = "run `sptx predict` again with the same arguments, then merge"
+        advice = f"so {advice}" if removed else advice
+    if removed:
+        advice = f"Removed {' and '.join(removed)}, {advice}"
+    raise IncompletePredictionsError(f"{problem}. {advice[0].upper()}{advice[1:]}")
 
 
 class SitesWriter:
@@ -286,7 +362,7 @@ class SitesWriter:
 
 def _write(
     windows: pd.DataFrame,
-    probabilities: Any,
+    read_shard: Callable[[int, int, int], np.ndarray],
     shard_size: int,
     regions: dict[tuple[str, str], tuple],
     sites: SitesWriter,
@@ -302,7 +378,7 @@ def _write(
     writer: PartitionWriter | None = None
     last_end = -1
     for shard, lo, hi in store.shard_ranges(len(windows), shard_size):
-        block = np.asarray(probabilities[lo:hi])
+        block = read_shard(shard, lo, hi)
         for w in range(lo, hi):
             key = (chroms[w], strands[w])
             if key != current:
@@ -324,10 +400,8 @@ def _write(
                 continue
             rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
             if np.isnan(rows[:, 1:]).any():
-                raise IncompletePredictionsError(
-                    f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
-                    "although its shard is marked done; delete that done marker and re-run "
-                    "predict"
+                raise DamagedShardError(
+                    "predictions.zarr", shard, lo, hi, f"window {w} has NaN values"
                 )
             assert writer is not None  # set with the first window's partition
             writer.add(rows)

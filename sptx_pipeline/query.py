@@ -21,7 +21,7 @@ import pandas as pd
 from .annotation import strip_version
 from .errors import InputError, MissingInputError
 from .options import QUERY_FORMATS, QueryFormat, check_choice
-from .results import channels_of, partitions, scores_path
+from .results import SCORES_PARTITIONING, STRAND_DIR, channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,38 @@ def query(
         if connection is None:
             con.close()
     return frame
+
+
+def read_scores(
+    results_dir: str | os.PathLike,
+    chrom: str | None = None,
+    strand: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """``scores/`` as a pandas DataFrame, filtered while reading; ``chrom`` stays text.
+
+    ``strand``: ``+``/``-`` (or the directory names ``plus``/``minus``); ``start``/``end``:
+    1-based inclusive bounds on ``pos``; ``columns``: channels to read (default all). Works for
+    any contig naming, numeric (``19``) included, which plain ``pd.read_parquet`` filters do not.
+    """
+    filters: list[tuple[str, str, str | int]] = []
+    if chrom is not None:
+        filters.append(("chrom", "=", str(chrom)))
+    if strand is not None:
+        filters.append(("strand", "=", STRAND_DIR.get(strand, strand)))
+    if start is not None:
+        filters.append(("pos", ">=", int(start)))
+    if end is not None:
+        filters.append(("pos", "<=", int(end)))
+    wanted = None if columns is None else ["pos", *columns, "chrom", "strand"]
+    return pd.read_parquet(
+        scores_path(results_dir),
+        partitioning=SCORES_PARTITIONING,
+        filters=filters or None,
+        columns=wanted,
+    )
 
 
 def _select_columns(columns: list[str] | None, channels: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .atomic import atomic_path
@@ -28,6 +29,12 @@ from .errors import MissingInputError
 
 PROVENANCE_KEY = b"sptx"
 STRAND_DIR = {"+": "plus", "-": "minus"}
+# The partition keys of scores/ are text: without this, pyarrow infers int32 for numeric contig
+# names (chrom=19) and a filter ("chrom", "=", "19") fails. For pandas:
+# pd.read_parquet("results/scores", partitioning=SCORES_PARTITIONING, filters=[...]).
+SCORES_PARTITIONING = ds.partitioning(
+    pa.schema([("chrom", pa.string()), ("strand", pa.string())]), flavor="hive"
+)
 SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
 ROW_GROUP_ROWS = 128 * 1024
 ROWS_PER_FILE = 64 * ROW_GROUP_ROWS

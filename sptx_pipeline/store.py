@@ -188,6 +188,33 @@ def clear_shard(arr: zarr.Array, shard: int) -> None:
     sync(arr.store.delete(f"{arr.path}/{key}"))
 
 
+def read_marker(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
+    """A shard's done marker; None when absent, ``{}`` when unreadable (damaged)."""
+    try:
+        return read_done(path, shard)
+    except (OSError, ValueError):
+        return {}
+
+
+def read_verified(
+    predictions: zarr.Array, start: int, stop: int, marker: dict[str, Any]
+) -> tuple[np.ndarray | None, str | None]:
+    """``(values, None)`` for a marked shard whose stored values match its marker, else
+    ``(None, why not)``: a damaged marker, other windows, unreadable data or a checksum
+    mismatch (e.g. flipped bytes, a truncated object, another shard's object in its place)."""
+    if not marker:
+        return None, "its done marker is damaged"
+    if (marker.get("start"), marker.get("stop")) != (start, stop):
+        return None, f"its marker covers windows {marker.get('start')}-{marker.get('stop')}"
+    try:
+        values = np.asarray(predictions[start:stop])
+    except Exception as err:  # any decode or I/O failure: the stored object is damaged
+        return None, f"its data is unreadable ({type(err).__name__}: {err})"
+    if array_sha256(values) != marker.get("sha256"):
+        return None, "its data does not match the checksum in its done marker"
+    return values, None
+
+
 def clear_done(path: str | os.PathLike, shard: int) -> None:
     """Remove a shard's done marker (before recomputing it)."""
     done_marker(path, shard).unlink(missing_ok=True)

@@ -22,7 +22,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import store
 from .atomic import atomic_path, remove_stale
 from .errors import InputError
-from .genome import contig_lengths, fetch_tokens, open_fasta, reverse_complement
+from .genome import (
+    contig_lengths,
+    fetch_tokens,
+    merge_intervals,
+    open_fasta,
+    replaced_letters,
+    reverse_complement,
+)
 from .options import DEFAULT_SHARD_SIZE
 from .provenance import package_provenance, sha256_file
 from .results import write_table
@@ -111,6 +118,27 @@ def shard_tokens(
     return out
 
 
+def log_replaced_letters(
+    fasta: pyfaidx.Fasta, lengths: dict[str, int], table: pd.DataFrame, flank: int
+) -> None:
+    """Warn, per contig, how many bases of which non-ACGTN letters the windows read as N.
+
+    Counted once per base over the union of the windows' spans (target plus flanks), so bases
+    shared by overlapping windows or by both strands count once.
+    """
+    for chrom, rows in table.groupby("chrom", sort=False, observed=True):
+        starts = np.maximum(rows["target_start"].to_numpy() - flank, 0)
+        ends = np.minimum(rows["target_end"].to_numpy() + flank, lengths[chrom])
+        letters = replaced_letters(fasta, chrom, merge_intervals(starts, ends))
+        if letters:
+            log.warning(
+                "%s: %d bases read as N that are not A, C, G, T or N: %s",
+                chrom,
+                sum(letters.values()),
+                ", ".join(f"{letter} {count}" for letter, count in letters.items()),
+            )
+
+
 def tile(
     fasta: str | os.PathLike,
     regions: str | os.PathLike,
@@ -148,6 +176,7 @@ def tile(
         store.n_shards(len(table), shard_size),
         shard_size,
     )
+    log_replaced_letters(handle, lengths, table, flank)
     remove_stale(out_zarr, out_parquet)
     genome = {"fasta": str(Path(fasta).resolve()), "fasta_sha256": sha256_file(fasta)}
     with atomic_path(out_zarr) as tmp_zarr:

@@ -169,7 +169,9 @@ def write_inputs(
                 block[j - lo] = values if w.strand == "+" else values[::-1]
         arr[lo:hi] = block
         if complete or shard % 2 == 0:
-            store.mark_done(outdir / "predictions.zarr", shard, {"windows": hi - lo})
+            stored = np.asarray(arr[lo:hi])  # the marker predict writes: range and checksum
+            marker = {"start": lo, "stop": hi, "sha256": store.array_sha256(stored)}
+            store.mark_done(outdir / "predictions.zarr", shard, marker)
     _write_fasta(outdir / "genome.fa", seed)
     _write_gtf(outdir / "genes.gtf")
     return Run(outdir, channels, truth, genes, regions, windows)

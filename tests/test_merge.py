@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import duckdb
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sptx_pipeline import store
+from sptx_pipeline.errors import IncompletePredictionsError
 from sptx_pipeline.merge import merge
 from sptx_pipeline.results import PROVENANCE_KEY
 from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run, write_inputs
@@ -161,7 +163,7 @@ def test_failed_merge_leaves_nothing_complete(tmp_path):
     arr = store.open_predictions(tmp_path / "predictions.zarr", mode="r+")
     last = len(run.windows) - 1
     arr[last, :, :] = np.nan  # the last shard is marked done but its data is missing
-    with pytest.raises(RuntimeError, match=f"window {last}"):
+    with pytest.raises(RuntimeError, match=rf"shard \d+ \(windows \d+-{last}\): its data does not"):
         _merge(run)
     assert not run.scores.exists() and not run.sites.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -187,3 +189,26 @@ def test_inputs_from_different_runs_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `predict` first"):
         merge(tmp_path / "windows.parquet", tmp_path / "nope.zarr", *[tmp_path / "x"] * 4)
     assert not run.scores.exists() and not run.sites.exists()
+
+
+def test_a_damaged_shard_is_named_and_invalidated_with_the_summary(tmp_path):
+    """Another shard's valid object in place of shard 2's: decodes fine, fails its checksum.
+    merge names it, removes its marker and predict's summary, and keeps the other markers."""
+    run = write_inputs(tmp_path)
+    objects = tmp_path / "predictions.zarr" / "probabilities" / "c"
+    shutil.copy(objects / "1" / "0" / "0", objects / "2" / "0" / "0")
+    summary = tmp_path / "predictions.json"
+    summary.write_text("{}")
+    before = store.done_shards(tmp_path / "predictions.zarr")
+    d = run.outdir
+    with pytest.raises(IncompletePredictionsError) as err:
+        merge(
+            *(d / "windows.parquet", d / "predictions.zarr", d / "regions.parquet"),
+            *(d / "genes.parquet", run.scores, run.sites),
+            predictions_summary=summary,
+        )
+    message = str(err.value)
+    assert "shard 2 (windows " in message and "checksum" in message and "shard 1 " not in message
+    assert "run the same command again" in message
+    assert not summary.exists() and not run.scores.exists()
+    assert store.done_shards(tmp_path / "predictions.zarr") == before - {2}

@@ -135,6 +135,22 @@ def test_offline_hub_id_names_the_id_and_the_way_out(tmp_path):
     assert "CheckpointError" in result.stderr
     assert "'multimolecule/sptransformer'" in result.stderr
     assert "pass that directory as the model" in result.stderr
+    message = result.stderr.splitlines()[-1]
+    assert "`hf download multimolecule/sptransformer`" in message
+    assert "huggingface-cli" not in message  # current huggingface_hub no longer installs it
+    assert "model=spliceai" in message and "sptx random-checkpoint" in message
+
+
+def test_a_mistyped_local_path_is_not_asked_of_the_hub(tmp_path, monkeypatch):
+    (tmp_path / "checkpoints" / "random").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for load in (load_model, describe_model):
+        with pytest.raises(FileNotFoundError) as err:
+            load("checkpoints/randm")
+        message = str(err.value)
+        assert "'checkpoints/randm' does not exist: no such local path" in message
+        assert "checkpoints/ holds random" in message and "Hugging Face hub (" not in message
 
 
 def test_non_finite_inference_raises(tiny_dir):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from sptx_pipeline.cli import main
-from sptx_pipeline.query import query, write_result
+from sptx_pipeline.query import query, read_scores, write_result
+from sptx_pipeline.results import SCORES_PARTITIONING
 from tests.results_fixtures import build_run
 
 ROW_GROUP = 64
@@ -192,6 +196,30 @@ def test_only_the_region_is_read(run, tmp_path):
     first_pos = first.column(0).statistics.min
     with pytest.raises(Exception):  # noqa: B017 - the corrupted row group is unreadable
         query(copy, f"chrA:{first_pos}-{first_pos + 3}", strand="+")
+
+
+def test_numeric_contig_names_read_with_pandas(run, everything, tmp_path):
+    """chrom=19: pyarrow infers int32 and a string filter fails; read_scores and the README's
+    SCORES_PARTITIONING keep chrom as text."""
+    scores = tmp_path / "scores"
+    shutil.copytree(run.scores / "chrom=chrA", scores / "chrom=19")
+    shutil.copytree(run.scores / "chrom=chrB", scores / "chrom=2")
+    with pytest.raises(pa.ArrowNotImplementedError):  # the problem, as pandas users meet it
+        pd.read_parquet(scores, filters=[("chrom", "=", "19")])
+    want = _filter(everything, "chrA", 100, 900, "-").drop(columns=["chrom", "strand"])
+    got = read_scores(tmp_path, chrom="19", strand="-", start=100, end=900)
+    assert set(got["chrom"]) == {"19"} and set(got["strand"]) == {"minus"}
+    _assert_same(got.drop(columns=["chrom", "strand"]).sort_values("pos"), want)
+    readme = pd.read_parquet(
+        scores,
+        partitioning=SCORES_PARTITIONING,
+        filters=[("chrom", "=", "19"), ("strand", "=", "minus"), ("pos", ">=", 100),
+                 ("pos", "<=", 900)],
+    )  # fmt: skip
+    _assert_same(readme.drop(columns=["chrom", "strand"]).sort_values("pos"), want)
+    two = read_scores(tmp_path, chrom="2", columns=["acceptor"])
+    assert list(two.columns) == ["pos", "acceptor", "chrom", "strand"]
+    assert len(two) == (everything.chrom == "chrB").sum()
 
 
 def test_unversioned_par_y_id_names_the_same_gene_as_the_genes_filter(run, everything, tmp_path):

@@ -1,5 +1,7 @@
 """The tile stage against an independent re-derivation of the tile grid and of every window."""
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -259,3 +261,33 @@ def test_example_region_against_pyfaidx(tmp_path):
         seq = fasta["chr19"][row.target_start - 4000 : row.target_end + 4000]
         text = str(seq).upper() if row.strand == "+" else str(seq.reverse.complement).upper()
         assert tokens[row.window].tolist() == reference_tokens(text)
+
+
+def test_letters_read_as_n_are_logged_per_contig(run, tmp_path, caplog):
+    """IUPAC codes (and any other letter) become N: each contig says how many of which."""
+    tmp = run["tmp"]
+    with caplog.at_level("WARNING", logger="sptx_pipeline.tiling"):
+        table = tile(
+            run["fasta"], tmp / "regions.parquet", tmp_path / "w.zarr", tmp_path / "w.parquet",
+            FLANK, T, SHARD,
+        )  # fmt: skip
+    logged = {}
+    for record in caplog.records:
+        chrom, _, rest = record.getMessage().partition(": ")
+        total, _, listing = rest.partition(" bases read as N that are not A, C, G, T or N: ")
+        letters = dict(item.split(" ") for item in listing.split(", "))
+        logged[chrom] = {letter: int(n) for letter, n in letters.items()}
+        assert int(total) == sum(logged[chrom].values())
+    expected = {}
+    for chrom, rows in table.groupby("chrom", observed=True):
+        seq = run["contigs"][chrom]
+        positions = {
+            p
+            for start, end in zip(rows["target_start"], rows["target_end"], strict=True)
+            for p in range(start - FLANK, end + FLANK)
+            if 0 <= p < len(seq)
+        }
+        letters = Counter(seq[p].upper() for p in positions if seq[p].upper() not in "ACGTN")
+        if letters:
+            expected[chrom] = dict(letters)
+    assert expected and logged == expected

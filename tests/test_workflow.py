@@ -94,24 +94,32 @@ def test_the_bundled_config_plans_the_example(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "override, line",
     [
-        ("device=gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
-        ("shard_size=0", "0 is less than the minimum of 1"),
-        ("missing_contigs=ignore", "'ignore' is not one of ['error', 'skip']"),
-        ("chunk_sise=500", "Additional properties are not allowed ('chunk_sise' was unexpected)"),
-        ("sites_min_score=2", "2 is greater than the maximum of 1"),
+        ("device=gpu", "device: 'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+        ("shard_size=0", "shard_size: 0 is less than the minimum of 1"),
+        ("missing_contigs=ignore", "missing_contigs: 'ignore' is not one of ['error', 'skip']"),
+        ("chunk_sise=500", "chunk_sise: not a config key; did you mean 'chunk_size'?"),
+        ("sites_min_score=2", "sites_min_score: 2 is greater than the maximum of 1"),
+        ("genes=5", "genes: 5 is not of type 'array'"),
+        ('cluster={"type": "slurmm"}', "cluster.type: 'slurmm' is not one of"),
+        (
+            'cluster={"type": "local", "n_worker": 2}',
+            "cluster.n_worker: not a config key; did you mean 'n_workers'?",
+        ),
     ],
 )
-def test_schema_violation_is_a_readable_error(tmp_path, override, message):
+def test_schema_violation_names_the_key_first(tmp_path, override, line):
+    """One line per bad key, key first, right after the headline: no dump of the schema."""
     config = write_config(tmp_path / "c.yaml", outdir=str(tmp_path / "out"))
     result = snakemake(
         tmp_path, "-n", "--cores", "1", "--configfile", str(config), "--config", override
     )
-    output = result.stdout + result.stderr
+    output = (result.stdout + result.stderr).splitlines()
     assert result.returncode != 0
-    assert "Error validating config file" in output
-    assert message in output
+    headline = next(i for i, text in enumerate(output) if "Error validating config file" in text)
+    assert output[headline + 1].strip().startswith(line)
+    assert len(output) < 15
 
 
 def test_missing_required_key(tmp_path):
@@ -119,7 +127,7 @@ def test_missing_required_key(tmp_path):
     config.write_text(yaml.safe_dump({"gtf": str(EXAMPLE_GTF)}))
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config))
     assert result.returncode != 0
-    assert "'fasta' is a required property" in result.stdout + result.stderr
+    assert "  fasta: required key missing" in result.stdout + result.stderr
 
 
 STAND_IN = """#!{python}

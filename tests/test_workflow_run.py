@@ -8,10 +8,12 @@ covers exactly the union of the selected gene bodies, and that a second run has 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
+import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pyranges as pr
@@ -131,6 +133,68 @@ def test_a_second_run_has_nothing_to_do(run):
     _, _, second = run
     assert "Nothing to be done" in second
     assert "Rule:" not in second
+
+
+def readme_output_examples() -> list[tuple[str, str]]:
+    """``(language, code)`` of every block in the README's "Outputs and how to use them"."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Outputs and how to use them", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def test_readme_query_and_plot_examples_run_on_the_example(run, tmp_path, monkeypatch):
+    """Every command of the README's query/plot section, as typed, on the bundled example."""
+    out, _, _ = run
+    (tmp_path / "results").symlink_to(out)  # the README's outdir
+    monkeypatch.chdir(tmp_path)
+    blocks = readme_output_examples()
+    commands = [
+        line.split(" #")[0].split()
+        for language, code in blocks
+        if language == "bash"
+        for line in code.splitlines()
+        if line.startswith(("sptx query results ", "sptx plot results "))
+    ]
+    assert len(commands) >= 6
+    for words in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "sptx_pipeline.cli", *words[1:]],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, (words, result.stderr)
+        assert "no rows" not in result.stdout + result.stderr, words
+        target = words[words.index("-o") + 1] if "-o" in words else None
+        if words[1] == "plot":
+            assert (tmp_path / target).stat().st_size > 10_000, words
+        elif target and target.endswith(".parquet"):
+            assert len(pd.read_parquet(target)) > 0, words
+        elif target:
+            assert len(pd.read_csv(target)) > 0, words
+        else:
+            assert len(result.stdout.splitlines()) > 1, words
+    for language, code in blocks:
+        if language == "python":
+            namespace: dict = {}
+            exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own
+            for name in ("frame", "df"):
+                assert name not in namespace or len(namespace[name]) > 0, code
+        elif language == "sql":
+            assert len(duckdb.sql(code).fetchall()) > 0, code
+
+
+def test_a_query_with_no_rows_says_so(run, tmp_path):
+    out, _, _ = run
+    target = tmp_path / "empty.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "sptx_pipeline.cli", "query", str(out), "chr19:1-1000"]
+        + ["--format", "csv", "-o", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no rows" in result.stderr
+    assert len(target.read_text().splitlines()) == 1  # the header
 
 
 def test_rerun_after_a_crash_resumes_predict(run):

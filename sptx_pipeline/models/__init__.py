@@ -64,7 +64,7 @@ def _load_sptransformer(argument: str | None) -> ScoringModel:
 
 
 def _describe_sptransformer(argument: str | None) -> dict[str, Any]:
-    from .loading import read_config, resolve_config_dir
+    from .loading import check_weights_header, read_config, resolve_config_dir
     from .sptransformer import SpTransformer
 
     source = argument or DEFAULT_MODEL
@@ -74,6 +74,8 @@ def _describe_sptransformer(argument: str | None) -> dict[str, Any]:
         flank, channels, chunk = model.flank, model.channels, model.default_chunk_size
     else:
         config = read_config(directory)
+        if Path(source).expanduser().is_dir():  # local weights (a hub id fetched only config)
+            check_weights_header(directory, config)
         flank, channels, chunk = config.flank, config.channels, SpTransformer.default_chunk_size
     return {"flank": flank, "channels": list(channels), "default_chunk_size": chunk}
 
@@ -120,8 +122,10 @@ def load_model(
 def describe_model(source: str = DEFAULT_MODEL) -> dict[str, Any]:
     """``flank``, ``channels`` and ``default_chunk_size`` of a model, from its config only.
 
-    Reads no weights where the source has a config (hub id: only ``config.json`` is fetched);
-    an original ``.ckpt`` file is read, since its geometry is only in its tensors.
+    Reads no weights where the source has a config (hub id: only ``config.json`` is fetched); a
+    local directory's ``model.safetensors`` header is checked against the config (names,
+    shapes, dtypes, file size); an original ``.ckpt`` file is read, since its geometry is only
+    in its tensors.
     """
     family, argument = parse_source(source)
     return FAMILIES[family].describe(argument)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors' names
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Original checkpoint entries that the inference model does not use.
@@ -65,10 +66,8 @@ def resolve_source(source: str | os.PathLike) -> Path:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    text = str(source)
-    if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise MissingInputError(f"model checkpoint {text!r} does not exist")
-    return _download(text)
+    _check_hub_id(str(source))
+    return _download(str(source))
 
 
 def resolve_config_dir(source: str | os.PathLike) -> Path | None:
@@ -77,10 +76,26 @@ def resolve_config_dir(source: str | os.PathLike) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path if path.is_dir() else None
-    text = str(source)
+    _check_hub_id(str(source))
+    return _download(str(source), files=(CONFIG_FILE,))
+
+
+def _check_hub_id(text: str) -> None:
+    """Refuse a source that is meant as a local path but does not exist.
+
+    ``checkpoints/randm`` looks like a hub id too; when its first part is a local directory it
+    is a mistyped path, and the error lists what that directory holds.
+    """
     if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise MissingInputError(f"model checkpoint {text!r} does not exist")
-    return _download(text, files=(CONFIG_FILE,))
+        raise MissingInputError(f"model checkpoint {text!r} does not exist (no such local path)")
+    parent = Path(text).parent
+    if parent.is_dir():
+        present = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+        raise MissingInputError(
+            f"model checkpoint {text!r} does not exist: no such local path ({parent}/ holds "
+            f"{', '.join(present[:10]) or 'nothing'}); to use the Hugging Face hub id {text!r} "
+            f"instead, run from a directory without a local {parent}/"
+        )
 
 
 def _download(repo_id: str, files: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)) -> Path:
@@ -91,10 +106,14 @@ def _download(repo_id: str, files: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
     except Exception as err:  # offline, unreachable, unknown repo: all end the same way
         raise CheckpointError(
             f"could not get model {repo_id!r} from the Hugging Face hub ({type(err).__name__}: "
-            f"{err}). Offline: download it once where there is network "
-            f"(`huggingface-cli download {repo_id}`, honours HF_HOME) or copy its config.json and "
-            "model.safetensors into a directory and pass that directory as the model "
-            "(e.g. --model /path/to/sptransformer or config key model: /path/to/sptransformer)."
+            f"{err}). No local path {repo_id!r} exists either. Offline: download it once where "
+            f"there is network (`hf download {repo_id}`, from huggingface_hub; honours HF_HOME), "
+            "then set HF_HUB_OFFLINE=1, or copy its config.json and model.safetensors into a "
+            "directory and pass that directory as the model (--model /path/to/sptransformer, "
+            "or config key model: /path/to/sptransformer). Without these weights: "
+            "model=spliceai runs SpliceAI's published weights (pip install -e '.[spliceai]'), "
+            "and `sptx random-checkpoint checkpoints/random` then model=checkpoints/random runs "
+            "a RANDOM-weight SpTransformer (meaningless numbers, for testing the machinery)."
         ) from err
 
 
@@ -109,6 +128,47 @@ def read_config(directory: Path, **overrides: Any) -> SpTransformerConfig:
         return _replace(config, overrides)
     except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise CheckpointError(f"{config_path}: {err}") from err
+
+
+def check_weights_header(directory: Path, config: SpTransformerConfig) -> None:
+    """Check ``model.safetensors`` against the architecture of ``config`` from the file's header
+    alone: every tensor name, shape and a float dtype, and that the data the header describes
+    fills the file exactly (a truncated download fails here). No tensor is read, so the
+    ``model`` stage finds a bad checkpoint in a second, before genes and tile run."""
+    from safetensors import safe_open
+
+    path = directory / WEIGHTS_FILE
+    if not path.is_file():
+        raise MissingInputError(f"{directory} has no {WEIGHTS_FILE}: not a model directory")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            header = {
+                _strip_prefix(key): (
+                    tuple(handle.get_slice(key).get_shape()),
+                    handle.get_slice(key).get_dtype(),
+                )
+                for key in handle.keys()  # noqa: SIM118 - safe_open has no __iter__
+                if not _counter(key)
+            }
+    except Exception as err:  # safetensors' own error: truncated, padded or not safetensors
+        raise CheckpointError(
+            f"{path} is not a complete safetensors file ({err}); download or copy it again"
+        ) from err
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {
+            key: tuple(value.shape)
+            for key, value in SpTransformer(config).state_dict().items()
+            if not _counter(key)
+        }
+    shapes = {key: shape for key, (shape, _) in header.items()}
+    problems = _shape_problems(expected, shapes, "tensors", ("file", "config"))
+    dtypes = sorted({dtype for _, dtype in header.values()} - FLOAT_DTYPES)
+    if dtypes:
+        problems.append(f"non-float tensors ({', '.join(dtypes)})")
+    if problems:
+        raise CheckpointError(
+            f"{path} does not match {directory / CONFIG_FILE}: " + "; ".join(problems)
+        )
 
 
 def _replace(config: SpTransformerConfig, overrides: Mapping[str, Any]) -> SpTransformerConfig:
@@ -252,20 +312,12 @@ def load_strict(model: SpTransformer, state: Mapping[str, torch.Tensor], where: 
     """Load every parameter and buffer, or fail naming the problem."""
     expected = {k: v for k, v in model.state_dict().items() if not _counter(k)}
     state = {k: v for k, v in state.items() if not _counter(k)}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_some(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_some(unexpected)}")
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if shapes:
-        problems.append(f"wrong shapes ({_some(shapes)})")
+    problems = _shape_problems(
+        {k: tuple(v.shape) for k, v in expected.items()},
+        {k: tuple(v.shape) for k, v in state.items()},
+        "keys",
+        ("checkpoint", "model"),
+    )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         problems.append(f"non-finite values in {_some(bad)}")
@@ -292,6 +344,33 @@ def load_strict(model: SpTransformer, state: Mapping[str, torch.Tensor], where: 
 def _counter(key: str) -> bool:
     """BatchNorm's ``num_batches_tracked``: a training counter, meaningless for inference."""
     return key.endswith("num_batches_tracked")
+
+
+def _shape_problems(
+    expected: Mapping[str, tuple[int, ...]],
+    found: Mapping[str, tuple[int, ...]],
+    noun: str,
+    sides: tuple[str, str],
+) -> list[str]:
+    """Missing, unexpected and misshaped tensors of ``found`` against ``expected``.
+
+    ``sides`` names the two in the messages, found first (e.g. ``("file", "config")``).
+    """
+    problems = []
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        problems.append(f"missing {noun} {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {noun} {_some(unexpected)}")
+    shapes = [
+        f"{key}: {sides[0]} {list(found[key])}, {sides[1]} {list(shape)}"
+        for key, shape in expected.items()
+        if key in found and found[key] != shape
+    ]
+    if shapes:
+        problems.append(f"wrong shapes ({_some(shapes)})")
+    return problems
 
 
 def _some(items: list[str], limit: int = 5) -> str:

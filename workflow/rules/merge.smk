@@ -41,4 +41,5 @@ rule merge:
         " --regions {input.regions:q} --genes {input.genes:q}"
         " --out-scores {output.scores:q} --out-sites {output.sites:q}"
         " --sites-min-score {params.sites_min_score} --provenance {params.provenance:q}"
+        " --predictions-summary {input.predictions:q}"
         " > {log:q} 2>&1"

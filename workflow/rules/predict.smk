@@ -21,7 +21,7 @@ rule predict:
         output_dtype=config["output_dtype"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
-    threads: workflow.cores
+    threads: predict_threads
     conda:
         ENV
     log:

@@ -29,7 +29,7 @@ rule variants:
         batch_size=config["batch_size"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
-    threads: workflow.cores
+    threads: predict_threads
     conda:
         ENV
     log:
