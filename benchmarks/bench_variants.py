@@ -15,7 +15,9 @@ Same process, CPU, float32, one torch thread, the same SNVs of the bundled chr19
 
 Weights are random with the published geometry (speed does not depend on the values).
 
-    python benchmarks/bench_variants.py [--variants 6]
+    python benchmarks/bench_variants.py [--variants 6] [--repeats 2]
+
+Rounds alternate between the methods and the best time of each is reported.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=6, help=f"1..{len(POSITIONS)}")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds, best kept")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from multimolecule import SpTransformerModel
@@ -110,20 +113,7 @@ def main() -> None:
         )
         distinct = np.stack(windows.windows)
 
-        began = time.perf_counter()
         cluster = {"type": "local", "processes": False, "threads_per_worker": 1}
-        summary = score_variants(
-            vcf, FASTA, genes, str(tmp / "model"), tmp / "v.parquet", tmp / "v.vcf.gz",
-            exons=exons, device="cpu", batch_size=args.batch_size, cluster=cluster,
-            progress=False,
-        )  # fmt: skip
-        stage = time.perf_counter() - began
-        torch.set_num_threads(1)
-
-        began = time.perf_counter()
-        score_windows(ours, distinct, args.batch_size, "float32", "cpu")
-        model_alone = time.perf_counter() - began
-
         mm = SpTransformerModel.from_pretrained(tmp / "model").eval()
         tool_windows = official_windows(fasta, variants, strands_of)
 
@@ -141,8 +131,38 @@ def main() -> None:
             out = mm.prediction(mm.encoder(hidden).last_hidden_state)
             return mod._pad_or_crop_outputs(out, onehot.shape[2] - 8000, odd)
 
-        official_mm = time_official(mm_forward, tool_windows)
-        official_composed = time_official(composed_forward, tool_windows)
+        def run_stage(round_: int) -> tuple[float, float]:
+            began = time.perf_counter()
+            summary = score_variants(
+                vcf, FASTA, genes, str(tmp / "model"), tmp / f"v{round_}.parquet",
+                tmp / f"v{round_}.vcf.gz", exons=exons, device="cpu",
+                batch_size=args.batch_size, cluster=cluster, progress=False,
+            )  # fmt: skip
+            torch.set_num_threads(1)
+            return time.perf_counter() - began, summary.shard_seconds
+
+        def run_alone() -> float:
+            began = time.perf_counter()
+            score_windows(ours, distinct, args.batch_size, "float32", "cpu")
+            return time.perf_counter() - began
+
+        # Alternate the four measurements and keep the best of each: a shared machine's load
+        # then hits every method alike.
+        best: dict[str, float] = {}
+        for round_ in range(args.repeats):
+            stage_s, shard_s = run_stage(round_)
+            times = {
+                "stage": stage_s,
+                "shards": shard_s,
+                "alone": run_alone(),
+                "mm": time_official(mm_forward, tool_windows),
+                "composed": time_official(composed_forward, tool_windows),
+            }
+            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+            best = {k: min(v, best.get(k, v)) for k, v in times.items()}
+        stage, model_alone = best["stage"], best["alone"]
+        official_mm, official_composed = best["mm"], best["composed"]
+        shard_seconds = best["shards"]
 
     n = len(variants)
     print(f"{n} SNVs, {n_strand_variants} variant x strand scorings, {len(distinct)} windows")
@@ -154,7 +174,7 @@ def main() -> None:
     print(f"  speed-up vs SpTransformerModel forward: {official_mm / stage:.2f}x")
     print(f"  speed-up vs composed forward:           {official_composed / stage:.2f}x")
     alone = len(distinct) / model_alone
-    for label, seconds in (("whole stage", stage), ("its shard tasks", summary.shard_seconds)):
+    for label, seconds in (("whole stage", stage), ("its shard tasks", shard_seconds)):
         rate = len(distinct) / seconds
         print(f"windows/s, {label}: {rate:.3f} vs model alone {alone:.3f} ({rate / alone:.2f})")
 
