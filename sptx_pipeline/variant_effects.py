@@ -20,26 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .models.sptransformer import OFFICIAL_TISSUES
+
 ACCEPTOR, DONOR = 1, 2
 DELTA_KEYS = ("ag", "al", "dg", "dl")
 
-TISSUES = (
-    "adipose_tissue",
-    "blood",
-    "blood_vessel",
-    "brain",
-    "colon",
-    "heart",
-    "kidney",
-    "liver",
-    "lung",
-    "muscle",
-    "nerve",
-    "small_intestine",
-    "skin",
-    "spleen",
-    "stomach",
-)
+TISSUES = OFFICIAL_TISSUES  # the tool's order, as the model's tissue channels
 # Per-tissue MEAN, STD and Q95 of the SpliceTransformer tool's z-score flag (tool order).
 TISSUE_MEAN = np.array(
     [
