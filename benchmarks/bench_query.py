@@ -29,14 +29,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sptx_pipeline.merge import (  # noqa: E402
+from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS  # noqa: E402
+from sptx_pipeline.query import query  # noqa: E402
+from sptx_pipeline.results import (  # noqa: E402
     ROW_GROUP_ROWS,
     PartitionWriter,
     partition_dir,
     scores_schema,
 )
-from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS  # noqa: E402
-from sptx_pipeline.query import query  # noqa: E402
 
 CHANNELS = list(SPTRANSFORMER_CHANNELS)
 N_CHROMS = 10
@@ -66,7 +66,7 @@ def build(scores: Path, total_rows: int) -> dict[tuple[str, str], int]:
     per_partition = -(-total_rows // (2 * N_CHROMS))
     tmp = scores.with_name(scores.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    schema = scores_schema(CHANNELS, {b"sptx_provenance": b'{"benchmark": true}'})
+    schema = scores_schema(CHANNELS, {b"sptx": b'{"benchmark": true}'})
     extents, block_index = {}, 0
     for c in range(1, N_CHROMS + 1):
         for strand in "+-":

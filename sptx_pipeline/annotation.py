@@ -7,7 +7,6 @@ per chrom and strand, 0-based half-open. Contig names are those of the FASTA.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -15,15 +14,22 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pyranges as pr
 
+from .atomic import remove_stale
+from .errors import GTFFormatError, InputError, MissingInputError
 from .genome import contig_aliases, contig_lengths, open_fasta, open_text, reconcile_contigs
+from .options import (
+    DEFAULT_GENE_TYPES,
+    DEFAULT_MISSING_CONTIGS,
+    MISSING_CONTIGS,
+    MissingContigs,
+    check_choice,
+)
 from .provenance import package_provenance, sha256_file
+from .results import write_table
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +38,6 @@ REGION_COLUMNS = ["chrom", "strand", "start", "end"]
 _PAIR = r'[A-Za-z_][\w.]*[ \t]+(?:"[^"]*"|[^;"\s]+)'
 _ATTRIBUTES = re.compile(rf"\s*(?:{_PAIR}\s*;\s*)*(?:{_PAIR}\s*)?")
 _GENE_ID = re.compile(r'(?:^|;)\s*gene_id[ \t]+"?[^";\s]')
-
-
-class GTFFormatError(ValueError):
-    """A GTF line that cannot be parsed; the message names the file and line number."""
 
 
 def _check_line(fields: list[str]) -> None:
@@ -87,7 +89,7 @@ def read_genes(gtf: str | os.PathLike) -> pd.DataFrame:
     with tempfile.TemporaryDirectory(prefix="sptx-genes-") as tmp:
         genes_only = Path(tmp) / "genes.gtf"
         if extract_gene_lines(gtf, genes_only) == 0:
-            raise ValueError(f"{gtf} has no 'gene' records; the genes stage needs them")
+            raise InputError(f"{gtf} has no 'gene' records; the genes stage needs them")
         with warnings.catch_warnings():  # pyranges 0.1 uses a pandas API deprecated in pandas 3
             warnings.filterwarnings("ignore", message="The inplace keyword", module="pyranges")
             frame = pr.read_gtf(str(genes_only), as_df=True)
@@ -108,7 +110,12 @@ def read_genes(gtf: str | os.PathLike) -> pd.DataFrame:
     )
 
 
-def _strip_version(gene_id: pd.Series) -> pd.Series:
+def strip_version(gene_id: pd.Series) -> pd.Series:
+    """Gene ids without their version (``ENSG...5`` and ``ENSG...5_PAR_Y`` -> ``ENSG...``).
+
+    The one rule for which gene an unversioned id names, used by the ``genes`` filter and by
+    ``query``.
+    """
     return gene_id.str.replace(r"\.\d+(_PAR_Y)?$", "", regex=True)
 
 
@@ -136,12 +143,12 @@ def filter_genes(
     if names:
         wanted = set(names)
         by_name = genes["gene_name"].isin(wanted)
-        by_id = genes["gene_id"].isin(wanted) | _strip_version(genes["gene_id"]).isin(wanted)
+        by_id = genes["gene_id"].isin(wanted) | strip_version(genes["gene_id"]).isin(wanted)
         found = set(genes.loc[keep & (by_name | by_id), ["gene_name", "gene_id"]].stack())
-        found |= set(_strip_version(genes.loc[keep & by_id, "gene_id"]))
+        found |= set(strip_version(genes.loc[keep & by_id, "gene_id"]))
         missing = sorted(wanted - found)
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"requested genes not found among the genes passing the type/chromosome filters: "
                 f"{', '.join(missing)}"
             )
@@ -150,7 +157,7 @@ def filter_genes(
 
 
 def _reconcile(
-    genes: pd.DataFrame, lengths: dict[str, int], missing_contigs: str, gtf: str
+    genes: pd.DataFrame, lengths: dict[str, int], missing_contigs: MissingContigs, gtf: str
 ) -> pd.DataFrame:
     mapping = reconcile_contigs(genes["chrom"].unique(), lengths)
     missing = sorted(name for name, target in mapping.items() if target is None)
@@ -158,7 +165,7 @@ def _reconcile(
         counts = genes["chrom"].value_counts()
         listing = ", ".join(f"{name} ({counts[name]} genes)" for name in missing)
         if missing_contigs != "skip":
-            raise ValueError(
+            raise InputError(
                 f"selected genes of {gtf} lie on contigs missing from the FASTA: {listing}. "
                 "Use a matching genome, restrict 'chromosomes', or set missing_contigs: skip."
             )
@@ -168,7 +175,7 @@ def _reconcile(
     too_long = genes[genes["end"] > genes["chrom"].map(lengths)]
     if not too_long.empty:
         row = too_long.iloc[0]
-        raise ValueError(
+        raise InputError(
             f"{len(too_long)} genes end beyond their contig in the FASTA, e.g. {row.gene_id} "
             f"ends at {row.end} but {row.chrom} has {lengths[row.chrom]} bases: the annotation "
             "and the genome are from different assemblies"
@@ -210,42 +217,21 @@ def _sort(frame: pd.DataFrame, contig_order: Sequence[str], by: list[str]) -> pd
     )
 
 
-def write_parquet_atomic(
-    frame: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None
-) -> None:
-    """Write ``frame`` to a temp file beside ``path`` and rename it, so no partial file appears.
-
-    ``metadata`` goes into the file's key-value metadata under ``sptx`` as JSON.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if metadata:
-        extra = {b"sptx": json.dumps(metadata, sort_keys=True).encode()}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def select_genes(
     gtf: str | os.PathLike,
     fasta: str | os.PathLike,
     out_genes: str | os.PathLike,
     out_regions: str | os.PathLike,
-    gene_types: Sequence[str] = ("protein_coding", "lncRNA"),
+    gene_types: Sequence[str] = DEFAULT_GENE_TYPES,
     chromosomes: Sequence[str] = (),
     genes: Sequence[str] = (),
-    missing_contigs: str = "error",
+    missing_contigs: MissingContigs = DEFAULT_MISSING_CONTIGS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the genes stage; returns the genes and regions tables it wrote."""
-    if missing_contigs not in ("error", "skip"):
-        raise ValueError(f"missing_contigs must be 'error' or 'skip', got {missing_contigs!r}")
+    check_choice("missing_contigs", missing_contigs, MISSING_CONTIGS)
     if not Path(gtf).is_file():
-        raise FileNotFoundError(f"GTF file not found: {gtf}")
+        raise MissingInputError(f"GTF file not found: {gtf}")
+    remove_stale(out_genes, out_regions)
     lengths = contig_lengths(open_fasta(fasta))
     table = read_genes(gtf)
     log.info("%s: %d gene records", gtf, len(table))
@@ -253,7 +239,7 @@ def select_genes(
     if not table.empty:
         table = _reconcile(table, lengths, missing_contigs, str(gtf))
     if table.empty:
-        raise ValueError(
+        raise InputError(
             f"no genes selected from {gtf} (gene_types={list(gene_types)}, "
             f"chromosomes={list(chromosomes)}, genes={list(genes)}): check the filters"
         )
@@ -275,6 +261,6 @@ def select_genes(
         "missing_contigs": missing_contigs,
         **package_provenance(),
     }
-    write_parquet_atomic(table, out_genes, metadata)
-    write_parquet_atomic(regions, out_regions, metadata)
+    write_table(table, out_genes, metadata)
+    write_table(regions, out_regions, metadata)
     return table, regions

@@ -11,21 +11,31 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
+
+from . import options
+from .atomic import write_text
+from .errors import SptxError
+
+Subparsers = Any  # argparse's _SubParsersAction, private and generic
 
 
 def _list(value: str) -> list[str]:
     return [item for item in value.split(",") if item]
 
 
-def _add_genes(sub: argparse._SubParsersAction) -> None:
+def _add_genes(sub: Subparsers) -> None:
     p = sub.add_parser("genes", help="select gene bodies from a GTF")
     p.add_argument("--gtf", required=True)
     p.add_argument("--fasta", required=True, help="for contig names (1 vs chr1) and lengths")
-    p.add_argument("--gene-types", type=_list, default=["protein_coding", "lncRNA"])
+    p.add_argument("--gene-types", type=_list, default=list(options.DEFAULT_GENE_TYPES))
     p.add_argument("--chromosomes", type=_list, default=[])
     p.add_argument("--genes", type=_list, default=[], help="gene ids or names")
-    p.add_argument("--missing-contigs", choices=["error", "skip"], default="error")
+    p.add_argument(
+        "--missing-contigs",
+        choices=options.MISSING_CONTIGS,
+        default=options.DEFAULT_MISSING_CONTIGS,
+    )
     p.add_argument("--out-genes", required=True)
     p.add_argument("--out-regions", required=True)
     p.set_defaults(func=_run_genes)
@@ -46,13 +56,13 @@ def _run_genes(args: argparse.Namespace) -> None:
     )
 
 
-def _add_tile(sub: argparse._SubParsersAction) -> None:
+def _add_tile(sub: Subparsers) -> None:
     p = sub.add_parser("tile", help="cut the fixed tile grid into token windows")
     p.add_argument("--fasta", required=True)
     p.add_argument("--regions", required=True)
     p.add_argument("--flank", type=int, required=True)
     p.add_argument("--chunk-size", type=int, required=True)
-    p.add_argument("--shard-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=options.DEFAULT_SHARD_SIZE)
     p.add_argument("--out-zarr", required=True)
     p.add_argument("--out-parquet", required=True)
     p.set_defaults(func=_run_tile)
@@ -72,7 +82,7 @@ def _run_tile(args: argparse.Namespace) -> None:
     )
 
 
-def _add_model_info(sub: argparse._SubParsersAction) -> None:
+def _add_model_info(sub: Subparsers) -> None:
     p = sub.add_parser("model-info", help="print a model's flank, channels and default chunk size")
     p.add_argument("--model", required=True)
     p.add_argument("--out", help="also write the JSON to this file (atomically)")
@@ -80,24 +90,12 @@ def _add_model_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_model_info(args: argparse.Namespace) -> None:
-    from .models import describe_model
+    from .models import write_model_info
 
-    info = json.dumps({"source": args.model, **describe_model(args.model)}, indent=1)
-    print(info)
-    if args.out:
-        _write_atomic(args.out, info + "\n")
+    print(write_model_info(args.model, args.out), end="")
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to a temporary name, then rename: no half-written file ever exists."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-
-
-def _add_random_checkpoint(sub: argparse._SubParsersAction) -> None:
+def _add_random_checkpoint(sub: Subparsers) -> None:
     p = sub.add_parser(
         "random-checkpoint",
         help="write an SpTransformer with RANDOM weights (testing/offline demo only)",
@@ -117,17 +115,19 @@ def _run_random_checkpoint(args: argparse.Namespace) -> None:
     write_random_checkpoint(args.directory, seed=args.seed, **overrides)
 
 
-def _add_predict(sub: argparse._SubParsersAction) -> None:
+def _add_predict(sub: Subparsers) -> None:
     p = sub.add_parser("predict", help="run the model over every shard of windows (Dask)")
     p.add_argument("--windows", required=True, help="windows.zarr")
     p.add_argument("--out", required=True, help="predictions.zarr")
     p.add_argument("--model", required=True)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--output-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE)
+    p.add_argument("--precision", choices=options.PRECISIONS, default=options.DEFAULT_PRECISION)
+    p.add_argument("--batch-size", type=int, default=options.DEFAULT_BATCH_SIZE)
+    p.add_argument(
+        "--output-dtype", choices=options.OUTPUT_DTYPES, default=options.DEFAULT_OUTPUT_DTYPE
+    )
     p.add_argument("--cluster", type=json.loads, default={}, help="cluster mapping as JSON")
-    p.add_argument("--max-retries", type=int, default=2)
+    p.add_argument("--max-retries", type=int, default=options.DEFAULT_MAX_RETRIES)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--summary", help="also write the run summary (JSON) here when all shards are done"
@@ -153,10 +153,10 @@ def _run_predict(args: argparse.Namespace) -> None:
     record = summary.as_dict("windows")
     print(json.dumps(record))
     if args.summary:
-        _write_atomic(args.summary, json.dumps(record, indent=1) + "\n")
+        write_text(args.summary, json.dumps(record, indent=1) + "\n")
 
 
-def _add_merge(sub: argparse._SubParsersAction) -> None:
+def _add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="merge predictions into scores/ and sites.parquet")
     p.add_argument("--windows", required=True, help="windows.parquet")
     p.add_argument("--predictions", required=True, help="predictions.zarr")
@@ -164,7 +164,7 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--genes", required=True)
     p.add_argument("--out-scores", required=True)
     p.add_argument("--out-sites", required=True)
-    p.add_argument("--sites-min-score", type=float, default=0.1)
+    p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
     p.set_defaults(func=_run_merge)
 
@@ -184,7 +184,7 @@ def _run_merge(args: argparse.Namespace) -> None:
     )
 
 
-def _add_tracks(sub: argparse._SubParsersAction) -> None:
+def _add_tracks(sub: Subparsers) -> None:
     p = sub.add_parser("tracks", help="write bigWig tracks per channel and strand")
     p.add_argument("--scores", required=True)
     p.add_argument("--fasta", required=True)
@@ -202,14 +202,14 @@ def _run_tracks(args: argparse.Namespace) -> None:
     )
 
 
-def _add_query(sub: argparse._SubParsersAction) -> None:
+def _add_query(sub: Subparsers) -> None:
     p = sub.add_parser("query", help="scores in a region or gene")
     p.add_argument("results", help="the pipeline's outdir")
     p.add_argument("region", help="chr19:1,206,000-1,210,000 (1-based, inclusive) or a gene")
-    p.add_argument("--strand", choices=["+", "-"])
+    p.add_argument("--strand", choices=options.STRANDS)
     p.add_argument("--columns", type=_list, default=[])
     p.add_argument("--min-score", type=float, help="minimum acceptor or donor probability")
-    p.add_argument("--format", choices=["table", "csv", "tsv", "parquet"], default="table")
+    p.add_argument("--format", choices=options.QUERY_FORMATS, default=options.DEFAULT_QUERY_FORMAT)
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.set_defaults(func=_run_query)
 
@@ -227,7 +227,7 @@ def _run_query(args: argparse.Namespace) -> None:
     write_result(frame, args.format, args.output)
 
 
-def _add_plot(sub: argparse._SubParsersAction) -> None:
+def _add_plot(sub: Subparsers) -> None:
     p = sub.add_parser("plot", help="plot splice probabilities and tissue usage in a region")
     p.add_argument("results", help="the pipeline's outdir")
     p.add_argument("region")
@@ -246,8 +246,10 @@ def _run_plot(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sptx", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="sptx", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug log; tracebacks of errors too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_genes,
@@ -276,6 +278,10 @@ def quiet_dask() -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
+# One-line messages: the package's own errors, and the OS's about paths the user gave.
+USER_ERRORS = (SptxError, FileNotFoundError, PermissionError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -286,8 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_dask()
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
-        logging.getLogger("sptx").error("%s", err)
+    except USER_ERRORS as err:
+        # a failure the message explains; anything else is a bug and keeps its traceback
+        logging.getLogger("sptx").error("%s", err, exc_info=args.verbose)
         return 1
     return 0
 

@@ -12,9 +12,12 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyfaidx
+
+from .errors import InputError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,9 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
     """Open a plain or bgzip FASTA, building the ``.fai`` (and ``.gzi``) index when missing."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"FASTA file not found: {path}")
+        raise MissingInputError(f"FASTA file not found: {path}")
     if _is_bgzf(path) is False:
-        raise ValueError(
+        raise InputError(
             f"{path} is compressed with plain gzip, which does not allow random access. "
             f"Recompress it with bgzip: 'gunzip -c {path} | bgzip > {path.with_suffix('')}.bgz' "
             "(bgzip is in htslib/tabix), or decompress it."
@@ -73,9 +76,9 @@ def open_fasta(path: str | os.PathLike) -> pyfaidx.Fasta:
     try:
         return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=False, build_index=True)
     except pyfaidx.FastaIndexingError as err:
-        raise ValueError(f"cannot index FASTA {path}: {err}") from err
+        raise InputError(f"cannot index FASTA {path}: {err}") from err
     except PermissionError as err:
-        raise ValueError(
+        raise InputError(
             f"cannot write the index of {path} ({err.filename}): its directory is read-only. "
             "Create the .fai (and .gzi) with 'samtools faidx' where you can, or use a copy."
         ) from err
@@ -135,7 +138,7 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return handle.read(2) == _GZIP_MAGIC
 
 
-def open_text(path: str | os.PathLike):
+def open_text(path: str | os.PathLike) -> IO[str]:
     """Open a plain or gzip (including bgzip) text file for reading."""
     if is_gzip(path):
         return gzip.open(path, "rt")

@@ -21,13 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import zarr
 from dask.base import tokenize
 
 from . import store
 from .cluster import open_client
-from .models.base import PRECISIONS
+from .errors import InputError, InputMismatchError, MissingInputError
+from .options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_OUTPUT_DTYPE,
+    DEFAULT_PRECISION,
+    DEVICES,
+    OUTPUT_DTYPES,
+    PRECISIONS,
+    Device,
+    OutputDtype,
+    Precision,
+    check_choice,
+)
 from .runner import (
     RunSummary,
     Shard,
@@ -38,8 +53,6 @@ from .runner import (
     summarise,
 )
 from .runtime import (
-    DEVICES,
-    OUTPUT_DTYPES,
     ModelSpec,
     build_model,
     model_identity,
@@ -125,7 +138,7 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
 
     device = resolve_device(job.device)
     model = worker_model(job.model, job.model_key, device, job.precision)
-    window_tokens = tokens[start:stop]
+    window_tokens = np.asarray(tokens[start:stop])
     values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
     store.clear_shard(predictions, shard.index)  # a damaged old shard would be read back
     predictions[start:stop] = values
@@ -178,7 +191,8 @@ def _existing_fingerprint(path: Path) -> dict[str, Any] | None:
     try:
         group = zarr.open_group(str(path), mode="r")
         group[store.PROBABILITIES]  # noqa: B018 - the array must exist too
-        return dict(group.attrs).get("fingerprint")
+        fingerprint = dict(group.attrs).get("fingerprint")
+        return dict(fingerprint) if isinstance(fingerprint, dict) else None
     except Exception:  # absent or unreadable: treated as incompatible
         return None
 
@@ -226,39 +240,36 @@ def prepare_store(
 def _check_arguments(
     device: str, precision: str, batch_size: int, output_dtype: str, max_retries: int
 ) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if output_dtype not in OUTPUT_DTYPES:
-        raise ValueError(f"output_dtype must be one of {list(OUTPUT_DTYPES)}, got {output_dtype!r}")
+    check_choice("device", device, DEVICES)
+    check_choice("precision", precision, PRECISIONS)
+    check_choice("output_dtype", output_dtype, OUTPUT_DTYPES)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     if max_retries < 0:
-        raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+        raise InputError(f"max_retries must be 0 or more, got {max_retries}")
 
 
 def _open_windows(path: Path) -> tuple[zarr.Array, dict[str, Any]]:
     if not path.exists():
-        raise FileNotFoundError(f"windows store {path} does not exist; run the tile stage first")
+        raise MissingInputError(f"windows store {path} does not exist; run the tile stage first")
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
     missing = [k for k in ("flank", "chunk_size", "shard_size") if k not in attrs]
     if missing or store.TOKENS not in group:
-        raise ValueError(f"{path} is not a windows store (missing {missing or store.TOKENS})")
-    return group[store.TOKENS], attrs
+        raise InputError(f"{path} is not a windows store (missing {missing or store.TOKENS})")
+    return store.open_windows(path), attrs
 
 
 def predict(
     windows_zarr: str | os.PathLike,
     predictions_zarr: str | os.PathLike,
     model: ModelSpec,
-    device: str = "auto",
-    precision: str = "float32",
-    batch_size: int = 8,
-    output_dtype: str = "float16",
+    device: Device = DEFAULT_DEVICE,
+    precision: Precision = DEFAULT_PRECISION,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output_dtype: OutputDtype = DEFAULT_OUTPUT_DTYPE,
     cluster: dict[str, Any] | None = None,
-    max_retries: int = 2,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool = True,
     max_in_flight: int | None = None,
 ) -> RunSummary:
@@ -282,7 +293,7 @@ def predict(
     identity = model_identity(local)
     del local
     if identity["flank"] != flank or tokens.shape[1] != chunk_size + 2 * flank:
-        raise ValueError(
+        raise InputMismatchError(
             f"{windows_path} was tiled for flank {flank} (window length {tokens.shape[1]}) but "
             f"the model needs flank {identity['flank']}; rerun tile with --flank "
             f"{identity['flank']}"

@@ -10,10 +10,8 @@ so a failed merge leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,125 +19,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
 from . import store
+from .atomic import atomic_path, remove_stale
+from .errors import IncompletePredictionsError, InputError, InputMismatchError
 from .provenance import package_provenance
+from .results import (
+    ROW_GROUP_ROWS,
+    ROWS_PER_FILE,
+    SPLICE_CHANNELS,
+    STRAND_DIR,
+    PartitionWriter,
+    parquet_writer,
+    partition_dir,
+    provenance_metadata,
+    read_provenance,
+    scores_schema,
+    sites_schema,
+)
 
 log = logging.getLogger(__name__)
-
-PROVENANCE_KEY = b"sptx_provenance"
-STRAND_DIR = {"+": "plus", "-": "minus"}
-SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
-ROW_GROUP_ROWS = 128 * 1024
-ROWS_PER_FILE = 64 * ROW_GROUP_ROWS
-
-
-# --------------------------------------------------------------------------- schemas and writers
-
-
-def scores_schema(channels: list[str], metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    """``pos`` int64 then one float32 column per channel."""
-    fields = [pa.field("pos", pa.int64(), nullable=False)]
-    fields += [pa.field(name, pa.float32(), nullable=False) for name in channels]
-    return pa.schema(fields, metadata=metadata)
-
-
-def sites_schema(tissues: list[str], metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
-    fields = [
-        pa.field("chrom", pa.string()),
-        pa.field("pos", pa.int64()),
-        pa.field("strand", pa.string()),
-        pa.field("site_type", pa.string()),
-        pa.field("score", pa.float32()),
-    ]
-    fields += [pa.field(name, pa.float32()) for name in tissues]
-    fields.append(pa.field("gene_ids", pa.list_(pa.string())))
-    return pa.schema(fields, metadata=metadata)
-
-
-def parquet_writer(path: str | os.PathLike, schema: pa.Schema) -> pq.ParquetWriter:
-    """The writer settings of every results file: ZSTD, statistics (``pos`` pruning), v2 pages."""
-    return pq.ParquetWriter(
-        str(path),
-        schema,
-        compression="zstd",
-        compression_level=3,
-        write_statistics=True,
-        use_dictionary=False,
-    )
-
-
-def partition_dir(scores_dir: str | os.PathLike, chrom: str, strand: str) -> Path:
-    """``scores/chrom=<c>/strand=<plus|minus>`` for strand ``+``/``-``."""
-    return Path(scores_dir) / f"chrom={chrom}" / f"strand={STRAND_DIR[strand]}"
-
-
-class PartitionWriter:
-    """Buffers the rows of one (chrom, strand) partition and writes fixed-size row groups.
-
-    Rolls over to a new ``part-NNNNN.parquet`` every ``rows_per_file`` rows.
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        schema: pa.Schema,
-        row_group_rows: int = ROW_GROUP_ROWS,
-        rows_per_file: int = ROWS_PER_FILE,
-    ) -> None:
-        self.directory = directory
-        self.schema = schema
-        self.row_group_rows = row_group_rows
-        self.rows_per_file = max(rows_per_file, row_group_rows)
-        self.buffer: list[np.ndarray] = []
-        self.buffered = 0
-        self.rows = 0
-        self._file_rows = 0
-        self._part = 0
-        self._writer: pq.ParquetWriter | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def add(self, block: np.ndarray) -> None:
-        """``block``: float64 ``[n, 1 + C]`` with pos in column 0, increasing."""
-        self.buffer.append(block)
-        self.buffered += len(block)
-        while self.buffered >= self.row_group_rows:
-            self._flush(self.row_group_rows)
-
-    def close(self) -> None:
-        if self.buffered:
-            self._flush(self.buffered)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self.rows == 0:  # a partition without positions leaves no empty directory behind
-            self.directory.rmdir()
-            if not any(self.directory.parent.iterdir()):
-                self.directory.parent.rmdir()
-
-    def _flush(self, n: int) -> None:
-        data = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
-        head, rest = data[:n], data[n:]
-        self.buffer = [rest] if len(rest) else []
-        self.buffered = len(rest)
-        columns = [pa.array(head[:, 0].astype(np.int64))]
-        columns += [pa.array(head[:, j].astype(np.float32)) for j in range(1, head.shape[1])]
-        if self._writer is None or self._file_rows >= self.rows_per_file:
-            self._open_next()
-        table = pa.Table.from_arrays(columns, schema=self.schema)
-        self._writer.write_table(table, row_group_size=n)
-        self._file_rows += n
-        self.rows += n
-
-    def _open_next(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        path = self.directory / f"part-{self._part:05d}.parquet"
-        self._writer = parquet_writer(path, self.schema)
-        self._part += 1
-        self._file_rows = 0
 
 
 # --------------------------------------------------------------------------- positions
@@ -175,7 +75,7 @@ def _regions_by_partition(regions: pd.DataFrame) -> dict[tuple[str, str], tuple]
         starts = group["start"].to_numpy(np.int64)
         ends = group["end"].to_numpy(np.int64)
         if len(starts) > 1 and np.any(starts[1:] < ends[:-1]):
-            raise ValueError(f"regions.parquet: overlapping regions on {chrom} {strand}")
+            raise InputError(f"regions.parquet: overlapping regions on {chrom} {strand}")
         out[(str(chrom), str(strand))] = (starts, ends)
     return out
 
@@ -195,7 +95,7 @@ class SiteFinder:
     def __post_init__(self) -> None:
         missing = [c for c in ("acceptor", "donor") if c not in self.channels]
         if missing:
-            raise ValueError(f"predictions have no {missing} channel(s): {self.channels}")
+            raise InputError(f"predictions have no {missing} channel(s): {self.channels}")
         self.tissues = [c for c in self.channels if c not in SPLICE_CHANNELS]
         self._genes = {
             key: (
@@ -251,49 +151,27 @@ class SiteFinder:
 # --------------------------------------------------------------------------- merge
 
 
-def check_complete(predictions_zarr: str | os.PathLike) -> None:
-    """Refuse a prediction store with shards that have no done marker."""
-    if not Path(predictions_zarr).is_dir():
-        raise FileNotFoundError(f"{predictions_zarr} not found: run `predict` first")
-    probabilities = store.open_predictions(predictions_zarr)
-    shard_size = int(_group_attrs(predictions_zarr)["shard_size"])
-    total = store.n_shards(probabilities.shape[0], shard_size)
-    missing = [s for s in range(total) if not store.done_marker(predictions_zarr, s).exists()]
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise RuntimeError(
-            f"{predictions_zarr}: {len(missing)} of {total} prediction shards are missing "
-            f"(no done marker: {shown}); run `predict` again to finish them before merging"
-        )
-
-
 def _group_attrs(path: str | os.PathLike) -> dict[str, Any]:
     return dict(zarr.open_group(str(path), mode="r").attrs)
 
 
 def _check_windows(windows: pd.DataFrame, n_windows: int, chunk_size: int) -> None:
     if len(windows) != n_windows:
-        raise ValueError(
+        raise InputMismatchError(
             f"windows.parquet has {len(windows)} rows but predictions.zarr has {n_windows} "
             "windows; they come from different runs"
         )
     if not np.array_equal(windows["window"].to_numpy(), np.arange(len(windows))):
-        raise ValueError("windows.parquet: `window` must be 0..n-1 in store order")
+        raise InputError("windows.parquet: `window` must be 0..n-1 in store order")
     lengths = set((windows["target_end"] - windows["target_start"]).unique().tolist())
     if lengths - {chunk_size}:
-        raise ValueError(
+        raise InputMismatchError(
             f"windows.parquet targets have lengths {sorted(lengths)} but predictions.zarr holds "
             f"{chunk_size} positions per window; they come from different runs"
         )
     bad = set(windows["strand"].unique()) - set(STRAND_DIR)
     if bad:
-        raise ValueError(f"windows.parquet: unknown strand values {sorted(bad)}")
-
-
-def _file_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``sptx`` JSON that genes and tile store in their Parquet files (empty if absent)."""
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[b"sptx"]) if b"sptx" in meta else {}
+        raise InputError(f"windows.parquet: unknown strand values {sorted(bad)}")
 
 
 def _run_provenance(
@@ -306,14 +184,14 @@ def _run_provenance(
     attrs = _group_attrs(predictions_zarr)
     record = {
         "run": provenance or {},
-        "genome": _file_metadata(windows_parquet),
-        "annotation": _file_metadata(genes_parquet),
+        "genome": read_provenance(windows_parquet),
+        "annotation": read_provenance(genes_parquet),
         "model": attrs.get("model", {}),
         "channels": channels,
         "chunk_size": attrs.get("chunk_size"),
         "software": package_provenance(),
     }
-    return {PROVENANCE_KEY: json.dumps(record, sort_keys=True, default=str).encode()}
+    return provenance_metadata(record)
 
 
 def merge(
@@ -329,7 +207,7 @@ def merge(
     rows_per_file: int = ROWS_PER_FILE,
 ) -> dict[tuple[str, str], int]:
     """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand)."""
-    check_complete(predictions_zarr)
+    store.missing_shards(predictions_zarr, check=True)
     probabilities = store.open_predictions(predictions_zarr)
     attrs = _group_attrs(predictions_zarr)
     channels = list(attrs["channels"])
@@ -342,13 +220,9 @@ def merge(
         predictions_zarr, channels, provenance, windows_parquet, genes_parquet
     )
 
-    scores_dir, sites_parquet = Path(scores_dir), Path(sites_parquet)
-    tmp_scores = scores_dir.with_name(f".{scores_dir.name}.tmp-{os.getpid()}")
-    tmp_sites = sites_parquet.with_name(f".{sites_parquet.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_scores, ignore_errors=True)
-    sites_parquet.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp_scores.mkdir(parents=True)
+    remove_stale(scores_dir, sites_parquet)
+    with atomic_path(scores_dir) as tmp_scores, atomic_path(sites_parquet) as tmp_sites:
+        tmp_scores.mkdir()
         schema = scores_schema(channels, metadata)
         sites_out = SitesWriter(tmp_sites, sites, metadata)
         try:
@@ -364,12 +238,6 @@ def merge(
             )
         finally:
             sites_out.close()
-        _replace(tmp_scores, scores_dir)
-        os.replace(tmp_sites, sites_parquet)
-    except BaseException:
-        shutil.rmtree(tmp_scores, ignore_errors=True)
-        tmp_sites.unlink(missing_ok=True)
-        raise
     log.info(
         "merged %d positions in %d partitions into %s",
         sum(counts.values()),
@@ -377,12 +245,6 @@ def merge(
         scores_dir,
     )
     return counts
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
 
 
 class SitesWriter:
@@ -445,14 +307,14 @@ def _write(
             key = (chroms[w], strands[w])
             if key != current:
                 sites.end_batch(current)
-                if writer is not None:
+                if writer is not None and current is not None:
                     writer.close()
                     counts[current] = writer.rows
                 if key in counts:
-                    raise ValueError(f"windows.parquet is not ordered: {key} appears twice")
+                    raise InputError(f"windows.parquet is not ordered: {key} appears twice")
                 current, last_end, writer = key, -1, new_partition(key)
             if starts[w] < last_end:
-                raise ValueError(
+                raise InputError(
                     f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
                     "window; tiles must be unique and increasing"
                 )
@@ -462,16 +324,17 @@ def _write(
                 continue
             rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
             if np.isnan(rows[:, 1:]).any():
-                raise RuntimeError(
+                raise IncompletePredictionsError(
                     f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
                     "although its shard is marked done; delete that done marker and re-run "
                     "predict"
                 )
+            assert writer is not None  # set with the first window's partition
             writer.add(rows)
             sites.add(rows)
         sites.end_batch(current)
         log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
-    if writer is not None:
+    if writer is not None and current is not None:
         writer.close()
         counts[current] = writer.rows
     return {k: v for k, v in counts.items() if v}

@@ -8,7 +8,6 @@ shown; the exons of the annotation (the run's GTF, found through the provenance 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -16,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
-from .merge import PROVENANCE_KEY, SPLICE_CHANNELS
-from .query import Region, partitions, query, resolve, scores_path
+from .errors import MissingInputError
+from .query import Region, query, resolve
+from .results import SPLICE_CHANNELS, partitions, read_provenance, scores_path
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +36,19 @@ _ATTR = re.compile(r'(\w+) "([^"]*)"')
 def run_provenance(results_dir: str | os.PathLike) -> dict:
     """The provenance record stored in the first ``scores/`` file (``{}`` if absent)."""
     files = next(iter(partitions(scores_path(results_dir)).values()), [])
-    if not files:
-        return {}
-    metadata = pq.read_schema(files[0]).metadata or {}
-    return json.loads(metadata[PROVENANCE_KEY]) if PROVENANCE_KEY in metadata else {}
+    return read_provenance(files[0]) if files else {}
 
 
 def find_gtf(results_dir: str | os.PathLike, gtf: str | os.PathLike | None) -> Path | None:
-    """``gtf`` if given, else the run's GTF from the provenance (as given, or relative to the
-    directory above the outdir, where Snakemake runs)."""
+    """``gtf`` if given, else the run's GTF from the provenance (``run.config.gtf``, the config
+    that Snakemake's merge rule records: as given, or relative to the directory above the outdir,
+    where Snakemake runs)."""
     if gtf is not None:
         if not Path(gtf).exists():
-            raise FileNotFoundError(f"GTF {gtf} not found")
+            raise MissingInputError(f"GTF {gtf} not found")
         return Path(gtf)
-    run = run_provenance(results_dir).get("run", {})
-    candidates = [run.get("gtf"), run.get("config", {}).get("gtf")]
-    for value in candidates:
-        if isinstance(value, dict):
-            value = value.get("path")
-        if not value:
-            continue
+    value = run_provenance(results_dir).get("run", {}).get("config", {}).get("gtf")
+    if value:
         for path in (Path(value), Path(results_dir).resolve().parent / value):
             if path.exists():
                 return path
@@ -166,7 +159,7 @@ def plot_region(
     return fig
 
 
-def _draw_scores(ax, frame: pd.DataFrame, strand: str, region: Region) -> None:
+def _draw_scores(ax: Axes, frame: pd.DataFrame, strand: str, region: Region) -> None:
     ax.set_label(f"scores {strand}")
     for channel in ("acceptor", "donor"):
         ax.plot(frame.pos, frame[channel], color=COLORS[channel], lw=0.8, label=channel)
@@ -182,7 +175,7 @@ def _n_transcripts(exons: pd.DataFrame | None) -> int:
     return 0 if exons is None else min(exons.transcript.nunique(), MAX_TRANSCRIPTS)
 
 
-def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None) -> None:
+def _draw_exons(ax: Axes, exons: pd.DataFrame | None, region: Region, gtf: Path | None) -> None:
     ax.set_label("exons")
     ax.set_yticks([])
     ax.set_xlabel(f"{region.chrom} position (1-based)")
@@ -207,7 +200,7 @@ def _draw_exons(ax, exons: pd.DataFrame | None, region: Region, gtf: Path | None
     ax.set_ylim(len(transcripts) - 0.4, -1.0)  # inverted: the first transcript on top
 
 
-def _draw_heatmap(fig: Figure, ax, sites: pd.DataFrame, tissues: list[str]) -> None:
+def _draw_heatmap(fig: Figure, ax: Axes, sites: pd.DataFrame, tissues: list[str]) -> None:
     ax.set_label("tissue usage")
     if len(sites) > MAX_SITES:  # the strongest sites, shown in genomic order
         sites = sites.nlargest(MAX_SITES, "score")

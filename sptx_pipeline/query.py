@@ -17,14 +17,15 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow.parquet as pq
 
-from .merge import STRAND_DIR
+from .annotation import strip_version
+from .errors import InputError, MissingInputError
+from .options import QUERY_FORMATS, QueryFormat, check_choice
+from .results import channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ["chrom", "pos", "strand"]
-FORMATS = ("table", "csv", "tsv", "parquet")
 _RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?$")
 _INT64_MAX = 2**63 - 1
 
@@ -38,29 +39,6 @@ class Region:
     end: int
     strand: str | None = None
     label: str = ""
-
-
-def scores_path(results_dir: str | os.PathLike) -> Path:
-    """``results_dir/scores``, or ``results_dir`` itself when it is the scores dataset."""
-    results_dir = Path(results_dir)
-    if any(results_dir.glob("chrom=*")):
-        return results_dir
-    scores = results_dir / "scores"
-    if not scores.is_dir():
-        raise FileNotFoundError(f"{scores} not found: is {results_dir} a pipeline outdir?")
-    return scores
-
-
-def partitions(scores_dir: Path) -> dict[tuple[str, str], list[str]]:
-    """``(chrom, '+'|'-') -> [parquet files]`` for every partition of ``scores/``."""
-    strand_of = {name: strand for strand, name in STRAND_DIR.items()}
-    out: dict[tuple[str, str], list[str]] = {}
-    for directory in sorted(scores_dir.glob("chrom=*/strand=*")):
-        strand = strand_of.get(directory.name.removeprefix("strand="))
-        files = sorted(str(p) for p in directory.glob("*.parquet"))
-        if strand and files:
-            out[(directory.parent.name.removeprefix("chrom="), strand)] = files
-    return out
 
 
 def parse_region(
@@ -77,13 +55,13 @@ def parse_region(
         start = int(match["start"].replace(",", ""))
         end = int(match["end"].replace(",", "")) if match["end"] else start
         if start < 1:
-            raise ValueError(f"region {text!r}: positions are 1-based, start must be >= 1")
+            raise InputError(f"region {text!r}: positions are 1-based, start must be >= 1")
         if start > end:
-            raise ValueError(f"region {text!r} is reversed (start {start:,} > end {end:,})")
+            raise InputError(f"region {text!r} is reversed (start {start:,} > end {end:,})")
         _check_contig(chrom, contigs)
         return Region(chrom, start, end, None, text)
     if ":" in text or not text:
-        raise ValueError(
+        raise InputError(
             f"malformed region {text!r}: use chrom:start-end (1-based, inclusive, "
             "e.g. chr19:1,206,000-1,210,000), a contig name, or a gene name or id"
         )
@@ -93,22 +71,22 @@ def parse_region(
 def gene_region(name: str, contigs: set[str], genes_parquet: str | os.PathLike | None) -> Region:
     """The body of a gene given by id (with or without version) or name, on its own strand."""
     if genes_parquet is None or not Path(genes_parquet).exists():
-        raise ValueError(
+        raise InputError(
             f"{name!r} is not a contig with scores ({_shown(contigs)}) and there is no "
             "genes.parquet to look it up as a gene"
         )
     genes = pd.read_parquet(
         genes_parquet, columns=["gene_id", "gene_name", "chrom", "start", "end", "strand"]
     )
-    unversioned = genes["gene_id"].astype(str).str.replace(r"\.\d+$", "", regex=True)
+    unversioned = strip_version(genes["gene_id"].astype(str))
     hit = genes[(genes["gene_id"] == name) | (unversioned == name) | (genes["gene_name"] == name)]
     if hit.empty:
-        raise ValueError(
+        raise InputError(
             f"unknown contig or gene {name!r}: not a contig with scores ({_shown(contigs)}) "
             f"and not a gene id or name in {genes_parquet}"
         )
     if len(hit) > 1:
-        raise ValueError(
+        raise InputError(
             f"gene name {name!r} is ambiguous ({', '.join(hit['gene_id'].astype(str))}); "
             "use the gene id"
         )
@@ -120,16 +98,13 @@ def gene_region(name: str, contigs: set[str], genes_parquet: str | os.PathLike |
 
 def _check_contig(chrom: str, contigs: set[str]) -> None:
     if chrom not in contigs:
-        raise ValueError(f"unknown contig {chrom!r}: contigs with scores are {_shown(contigs)}")
+        raise InputError(f"unknown contig {chrom!r}: contigs with scores are {_shown(contigs)}")
 
 
 def _shown(names: set[str], limit: int = 20) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _channels(files: list[str]) -> list[str]:
-    return [name for name in pq.read_schema(files[0]).names if name != "pos"]
+    ordered = sorted(names)
+    more = f", ... ({len(ordered)} in all)" if len(ordered) > limit else ""
+    return ", ".join(ordered[:limit]) + more
 
 
 def _sql_str(value: str) -> str:
@@ -147,9 +122,9 @@ def resolve(
     results_dir = Path(results_dir)
     parts = partitions(scores_path(results_dir))
     if not parts:
-        raise FileNotFoundError(f"no Parquet files under {scores_path(results_dir)}")
+        raise MissingInputError(f"no Parquet files under {scores_path(results_dir)}")
     if strand not in (None, "+", "-"):
-        raise ValueError(f"strand must be '+' or '-', not {strand!r}")
+        raise InputError(f"strand must be '+' or '-', not {strand!r}")
     if not isinstance(region, Region):
         contigs = {chrom for chrom, _ in parts}
         region = parse_region(region, contigs, results_dir / "genes.parquet")
@@ -177,14 +152,14 @@ def query(
     if not selected:
         log.warning("no scores on %s strand %s", region.chrom, region.strand)
         first = next(iter(parts.values()))
-        return pd.DataFrame(columns=ID_COLUMNS + (columns or _channels(first)))
-    channels = _channels(selected[0][1])
+        return pd.DataFrame(columns=ID_COLUMNS + (columns or channels_of(first[0])))
+    channels = channels_of(selected[0][1][0])
     wanted = _select_columns(columns, channels)
     where = f"pos BETWEEN {int(region.start)} AND {int(region.end)}"
     if min_score is not None:
         missing = {"acceptor", "donor"} - set(channels)
         if missing:
-            raise ValueError(f"min_score needs acceptor and donor columns; missing {missing}")
+            raise InputError(f"min_score needs acceptor and donor columns; missing {missing}")
         score = float(min_score)
         where += f" AND (acceptor >= {score!r} OR donor >= {score!r})"
     selects = [
@@ -209,17 +184,18 @@ def _select_columns(columns: list[str] | None, channels: list[str]) -> list[str]
     wanted = [c for c in columns if c not in ID_COLUMNS]
     unknown = [c for c in wanted if c not in channels]
     if unknown:
-        raise ValueError(f"unknown column(s) {unknown}; available: {', '.join(channels)}")
+        raise InputError(f"unknown column(s) {unknown}; available: {', '.join(channels)}")
     return wanted
 
 
-def write_result(frame: pd.DataFrame, fmt: str, output: str | os.PathLike | None = None) -> None:
+def write_result(
+    frame: pd.DataFrame, fmt: QueryFormat, output: str | os.PathLike | None = None
+) -> None:
     """Write a query result as an aligned table, CSV, TSV or Parquet (file or standard output)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_choice("format", fmt, QUERY_FORMATS)
     if fmt == "parquet":
         if output is None:
-            raise ValueError("parquet output needs a file: pass -o/--output")
+            raise InputError("parquet output needs a file: pass -o/--output")
         frame.to_parquet(output, index=False)
         return
     if fmt == "table":

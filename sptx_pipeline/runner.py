@@ -21,6 +21,8 @@ import dask
 from distributed import as_completed
 from tqdm import tqdm
 
+from .errors import ShardFailedError
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -166,7 +168,7 @@ def run_shards(
             if future.status != "finished":
                 client.cancel(list(in_flight))
                 error = _task_error(result)
-                raise RuntimeError(
+                raise ShardFailedError(
                     f"{desc}: {shard.describe(noun)} failed after {max_retries} retries: "
                     f"{type(error).__name__}: {error}"
                 ) from (error if isinstance(error, BaseException) else None)

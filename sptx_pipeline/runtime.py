@@ -18,25 +18,35 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import DeviceError
 from .models.base import ScoringModel
+from .options import DEVICES, OUTPUT_DTYPES, Device, check_choice
+
+__all__ = [
+    "DEVICES",
+    "OUTPUT_DTYPES",
+    "ModelSpec",
+    "build_model",
+    "model_identity",
+    "resolve_device",
+    "score_windows",
+    "worker_model",
+]
 
 log = logging.getLogger(__name__)
 
 ModelSpec = str | Callable[[], ScoringModel]
-DEVICES = ("auto", "cpu", "cuda")
-OUTPUT_DTYPES = ("float16", "float32")
 CUDA_INDEX_ENV = "SPTX_CUDA_INDEX"  # which of a worker's visible GPUs is its own
 TORCH_THREADS_ENV = "SPTX_TORCH_THREADS"  # torch threads of a CPU worker
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: Device | str) -> torch.device:
     """``auto`` = CUDA where torch sees a GPU, else CPU; ``cuda`` without a GPU is an error."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    check_choice("device", device, DEVICES)
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("device is 'cuda' but torch sees no GPU here; use 'auto' or 'cpu'")
+        raise DeviceError("device is 'cuda' but torch sees no GPU here; use 'auto' or 'cpu'")
     return torch.device("cuda", int(os.environ.get(CUDA_INDEX_ENV, "0")))
 
 

@@ -17,11 +17,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
+
+from . import atomic
+from .errors import IncompletePredictionsError, InputError, MissingInputError
+
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
 
 TOKENS = "tokens"
 PROBABILITIES = "probabilities"
@@ -83,8 +88,15 @@ def create_windows(
     )
 
 
+def _array(path: str | os.PathLike, name: str, mode: AccessMode = "r") -> zarr.Array:
+    array = zarr.open_group(str(path), mode=mode)[name]
+    if not isinstance(array, zarr.Array):
+        raise InputError(f"{path}/{name} is not an array")
+    return array
+
+
 def open_windows(path: str | os.PathLike) -> zarr.Array:
-    return zarr.open_group(str(path), mode="r")[TOKENS]
+    return _array(path, TOKENS)
 
 
 def create_predictions(
@@ -115,8 +127,8 @@ def create_predictions(
     return arr
 
 
-def open_predictions(path: str | os.PathLike, mode: str = "r") -> zarr.Array:
-    return zarr.open_group(str(path), mode=mode)[PROBABILITIES]
+def open_predictions(path: str | os.PathLike, mode: AccessMode = "r") -> zarr.Array:
+    return _array(path, PROBABILITIES, mode)
 
 
 def done_marker(path: str | os.PathLike, shard: int) -> Path:
@@ -124,11 +136,8 @@ def done_marker(path: str | os.PathLike, shard: int) -> Path:
 
 
 def mark_done(path: str | os.PathLike, shard: int, info: dict[str, Any]) -> None:
-    """Atomically record that ``shard`` is fully written (write to a temp name, then rename)."""
-    marker = done_marker(path, shard)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"shard": shard, **info}))
-    os.replace(tmp, marker)
+    """Atomically record that ``shard`` is fully written."""
+    atomic.write_text(done_marker(path, shard), json.dumps({"shard": shard, **info}))
 
 
 def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
@@ -136,7 +145,7 @@ def read_done(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:
     return json.loads(marker.read_text()) if marker.exists() else None
 
 
-def array_sha256(data: np.ndarray) -> str:
+def array_sha256(data: Any) -> str:
     """SHA-256 of an array's values (C order): a checksum independent of codec and file layout."""
     return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
 
@@ -149,12 +158,26 @@ def done_shards(path: str | os.PathLike) -> set[int]:
     return {int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()}
 
 
-def missing_shards(path: str | os.PathLike) -> list[int]:
-    """Shards of a prediction store that have no done marker, in order."""
+def missing_shards(path: str | os.PathLike, check: bool = False) -> list[int]:
+    """Shards of a prediction store that have no done marker, in order.
+
+    ``check``: raise :class:`IncompletePredictionsError` if there are any (and
+    :class:`MissingInputError` if there is no store), naming them; what ``merge`` does first.
+    """
+    if check and not Path(path).is_dir():
+        raise MissingInputError(f"{path} not found: run `predict` first")
     arr = open_predictions(path)
-    shard_size = int(zarr.open_group(str(path), mode="r").attrs["shard_size"])
+    shard_size = int(str(zarr.open_group(str(path), mode="r").attrs["shard_size"]))
     done = done_shards(path)
-    return [s for s in range(n_shards(arr.shape[0], shard_size)) if s not in done]
+    total = n_shards(arr.shape[0], shard_size)
+    missing = [s for s in range(total) if s not in done]
+    if check and missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise IncompletePredictionsError(
+            f"{path}: {len(missing)} of {total} prediction shards are missing "
+            f"(no done marker: {shown}); run `predict` again to finish them before merging"
+        )
+    return missing
 
 
 def clear_shard(arr: zarr.Array, shard: int) -> None:

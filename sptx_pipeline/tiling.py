@@ -8,22 +8,24 @@ one contiguous FASTA span per run of consecutive tiles.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyfaidx
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import store
+from .atomic import atomic_path, remove_stale
+from .errors import InputError
 from .genome import contig_lengths, fetch_tokens, open_fasta, reverse_complement
+from .options import DEFAULT_SHARD_SIZE
 from .provenance import package_provenance, sha256_file
+from .results import write_table
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def window_table(
                     )
                 )
     if not parts:
-        raise ValueError("no windows: the regions table is empty")
+        raise InputError("no windows: the regions table is empty")
     table = pd.concat(parts, ignore_index=True)
     table.insert(0, "window", np.arange(len(table), dtype=np.int64))
     table["shard"] = table["window"] // shard_size
@@ -88,7 +90,9 @@ def _runs(rows: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield rows.iloc[lo:hi]
 
 
-def shard_tokens(fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int) -> np.ndarray:
+def shard_tokens(
+    fasta: pyfaidx.Fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int
+) -> np.ndarray:
     """Tokens ``[len(rows), T + 2F]`` of ``rows``; minus-strand windows reverse-complemented."""
     chunk_size = int(rows["target_end"].iloc[0] - rows["target_start"].iloc[0])
     length = chunk_size + 2 * flank
@@ -107,17 +111,6 @@ def shard_tokens(fasta, lengths: dict[str, int], rows: pd.DataFrame, flank: int)
     return out
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
 def tile(
     fasta: str | os.PathLike,
     regions: str | os.PathLike,
@@ -125,7 +118,7 @@ def tile(
     out_parquet: str | os.PathLike,
     flank: int,
     chunk_size: int,
-    shard_size: int = 64,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> pd.DataFrame:
     """Run the tile stage; returns the windows table it wrote.
 
@@ -133,7 +126,7 @@ def tile(
     leaves a store that looks complete.
     """
     if flank < 0 or chunk_size < 1 or shard_size < 1:
-        raise ValueError(
+        raise InputError(
             f"need flank >= 0, chunk_size >= 1, shard_size >= 1; got {flank}, {chunk_size}, "
             f"{shard_size}"
         )
@@ -142,7 +135,7 @@ def tile(
     region_table = pd.read_parquet(regions)
     unknown = sorted(set(region_table["chrom"]) - set(lengths))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{regions} has contigs that are not in {fasta}: {', '.join(unknown)}; "
             "rerun the genes stage with this FASTA"
         )
@@ -155,25 +148,25 @@ def tile(
         store.n_shards(len(table), shard_size),
         shard_size,
     )
-    out_zarr, out_parquet = Path(out_zarr), Path(out_parquet)
-    out_zarr.parent.mkdir(parents=True, exist_ok=True)
-    out_parquet.parent.mkdir(parents=True, exist_ok=True)
-    tmp_zarr, tmp_parquet = _temp_path(out_zarr), _temp_path(out_parquet)
-    try:
-        genome = {"fasta": str(Path(fasta).resolve()), "fasta_sha256": sha256_file(fasta)}
+    remove_stale(out_zarr, out_parquet)
+    genome = {"fasta": str(Path(fasta).resolve()), "fasta_sha256": sha256_file(fasta)}
+    with atomic_path(out_zarr) as tmp_zarr:
         _write_store(handle, lengths, table, tmp_zarr, genome, flank, chunk_size, shard_size)
-        _write_table(table, tmp_parquet, genome, flank, chunk_size, shard_size)
-        _remove(out_zarr)
-        os.replace(tmp_zarr, out_zarr)
-        os.replace(tmp_parquet, out_parquet)
-    finally:
-        _remove(tmp_zarr)
-        _remove(tmp_parquet)
+        geometry = {"flank": flank, "chunk_size": chunk_size, "shard_size": shard_size}
+        metadata = {key.encode(): str(value).encode() for key, value in geometry.items()}
+        write_table(table, out_parquet, genome, metadata)
     return table
 
 
 def _write_store(
-    handle, lengths, table, path: Path, genome: dict, flank: int, chunk_size: int, shard_size: int
+    handle: pyfaidx.Fasta,
+    lengths: dict[str, int],
+    table: pd.DataFrame,
+    path: Path,
+    genome: dict[str, Any],
+    flank: int,
+    chunk_size: int,
+    shard_size: int,
 ) -> None:
     attrs = {
         "flank": flank,
@@ -183,29 +176,6 @@ def _write_store(
         "n_windows": len(table),
         **package_provenance(),
     }
-    _remove(path)
     tokens = store.create_windows(path, len(table), chunk_size + 2 * flank, shard_size, attrs)
     for _, start, stop in store.shard_ranges(len(table), shard_size):
         tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
-
-
-def _write_table(
-    table: pd.DataFrame, path: Path, genome: dict, flank: int, chunk_size: int, shard_size: int
-):
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    metadata = {
-        **(arrow.schema.metadata or {}),
-        b"sptx": json.dumps(genome, sort_keys=True).encode(),
-        b"flank": str(flank).encode(),
-        b"chunk_size": str(chunk_size).encode(),
-        b"shard_size": str(shard_size).encode(),
-    }
-    pq.write_table(arrow.replace_schema_metadata(metadata), path)
-
-
-def read_windows(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, int]]:
-    """``windows.parquet`` and its geometry (``flank``, ``chunk_size``, ``shard_size``)."""
-    table = pq.read_table(path)
-    meta = table.schema.metadata or {}
-    geometry = {key: int(meta[key.encode()]) for key in ("flank", "chunk_size", "shard_size")}
-    return table.to_pandas(), geometry

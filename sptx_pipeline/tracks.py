@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,8 +19,9 @@ import pyarrow.parquet as pq
 import pybigtools
 import pyfaidx
 
-from .merge import STRAND_DIR
-from .query import partitions, scores_path
+from .atomic import atomic_path, remove_stale
+from .errors import InputError, MissingInputError
+from .results import STRAND_DIR, channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ def _entries(
                 pos = batch.column(0).to_numpy()
                 values = batch.column(1).to_numpy().astype(np.float32)
                 if pos[0] <= last_end or np.any(np.diff(pos) <= 0):
-                    raise ValueError(f"{path}: pos is not strictly increasing")
+                    raise InputError(f"{path}: pos is not strictly increasing")
                 if pos[-1] > sizes[chrom]:
-                    raise ValueError(
+                    raise InputError(
                         f"{path}: position {pos[-1]} is beyond the end of {chrom} "
                         f"({sizes[chrom]} in the FASTA index): is this the run's FASTA?"
                     )
@@ -85,53 +85,47 @@ def write_tracks(
     """Write ``<channel>.<plus|minus>.bw`` for each channel and strand that has scores.
 
     A strand without any scores gets no file (a bigWig cannot be empty); that is logged.
-    Files are written into a temporary directory and moved into ``out_dir`` at the end;
+    Each file is written under a temporary name and renamed when complete;
     ``workers`` > 1 writes that many files at once in separate processes.
     """
     scores = scores_path(scores_dir)
     parts = partitions(scores)
     if not parts:
-        raise FileNotFoundError(f"no Parquet files under {scores}")
+        raise MissingInputError(f"no Parquet files under {scores}")
     sizes = chrom_sizes(fasta)
     unknown = sorted({chrom for chrom, _ in parts} - set(sizes))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"contigs {unknown} of {scores} are not in {fasta}: is this the run's FASTA?"
         )
-    available = [n for n in pq.read_schema(next(iter(parts.values()))[0]).names if n != "pos"]
+    available = channels_of(next(iter(parts.values()))[0])
     channels = list(channels or available)
     missing = [c for c in channels if c not in available]
     if missing:
-        raise ValueError(f"unknown channel(s) {missing}; available: {', '.join(available)}")
+        raise InputError(f"unknown channel(s) {missing}; available: {', '.join(available)}")
 
     out_dir = Path(out_dir)
-    tmp = out_dir / f".tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     jobs = []
     for strand in STRAND_DIR:
         files = {chrom: f for (chrom, s), f in parts.items() if s == strand}
         if not files:
             log.warning("no scores on strand %s: no %s tracks written", strand, strand)
             continue
-        jobs += [(tmp / track_name(c, strand), files, sizes, c) for c in channels]
-    try:
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-                list(pool.map(_write_one, *zip(*jobs, strict=True)))
-        else:
-            for job in jobs:
-                _write_one(*job)
-        for path, *_ in jobs:
-            os.replace(path, out_dir / path.name)
-            log.info("wrote %s", out_dir / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        jobs += [(out_dir / track_name(c, strand), files, sizes, c) for c in channels]
+    remove_stale(*(path for path, *_ in jobs))
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            list(pool.map(_write_one, *zip(*jobs, strict=True)))
+    else:
+        for job in jobs:
+            _write_one(*job)
     return [out_dir / path.name for path, *_ in jobs]
 
 
 def _write_one(
     path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str
 ) -> None:
-    """One bigWig file (a separate process when ``workers`` > 1)."""
-    pybigtools.open(str(path), "w").write(sizes, _entries(files, sizes, channel))
+    """One bigWig file, written atomically (a separate process when ``workers`` > 1)."""
+    with atomic_path(path, keep_suffix=True) as tmp:  # pybigtools goes by the extension
+        pybigtools.open(str(tmp), "w").write(sizes, _entries(files, sizes, channel))
+    log.info("wrote %s", path)

@@ -210,7 +210,7 @@ def build_run(outdir: Path, channels: list[str] = SPTX_CHANNELS, **merge_kwargs)
         outdir / "genes.parquet",
         run.scores,
         run.sites,
-        provenance={"config": {"gtf": str(outdir / "genes.gtf")}, "gtf": str(outdir / "genes.gtf")},
+        provenance={"config": {"gtf": str(outdir / "genes.gtf")}},
         **merge_kwargs,
     )
     return run

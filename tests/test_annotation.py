@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sptx_pipeline.annotation import GTFFormatError, select_genes
+from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.errors import GTFFormatError
 from sptx_pipeline.provenance import sha256_file
 from tests.genome_fixtures import (
     EXAMPLE_FASTA,

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sptx_pipeline import store
-from sptx_pipeline.merge import PROVENANCE_KEY, merge
+from sptx_pipeline.merge import merge
+from sptx_pipeline.results import PROVENANCE_KEY
 from tests.results_fixtures import GENES, SPLICEAI_CHANNELS, build_run, write_inputs
 
 

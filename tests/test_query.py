@@ -192,3 +192,19 @@ def test_only_the_region_is_read(run, tmp_path):
     first_pos = first.column(0).statistics.min
     with pytest.raises(Exception):  # noqa: B017 - the corrupted row group is unreadable
         query(copy, f"chrA:{first_pos}-{first_pos + 3}", strand="+")
+
+
+def test_unversioned_par_y_id_names_the_same_gene_as_the_genes_filter(run, everything, tmp_path):
+    """GENCODE's PAR copies on chrY are ``<id>.<version>_PAR_Y``: the genes filter takes the
+    unversioned id as naming them, and query must too (it used to strip only ``.<version>``)."""
+    import shutil
+
+    from sptx_pipeline.annotation import filter_genes
+
+    outdir = tmp_path / "par"
+    shutil.copytree(run.scores, outdir / "scores")
+    genes = pd.read_parquet(run.outdir / "genes.parquet")
+    genes.loc[genes.gene_id == "G6.1", "gene_id"] = "G6.1_PAR_Y"
+    genes.to_parquet(outdir / "genes.parquet", index=False)
+    assert filter_genes(genes, names=["G6"]).gene_id.tolist() == ["G6.1_PAR_Y"]
+    _assert_same(query(outdir, "G6"), _filter(everything, "chrB", 37, 1163, "-"))

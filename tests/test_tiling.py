@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import zarr
 from Bio import bgzf
@@ -9,7 +10,7 @@ from Bio import bgzf
 from sptx_pipeline import store
 from sptx_pipeline.annotation import select_genes
 from sptx_pipeline.provenance import sha256_file
-from sptx_pipeline.tiling import read_windows, tile
+from sptx_pipeline.tiling import tile
 from tests.genome_fixtures import (
     EXAMPLE_FASTA,
     EXAMPLE_GTF,
@@ -71,7 +72,9 @@ def gene_body_positions(genes):
 
 def test_windows_table_and_store_contract(run):
     table, tmp = run["table"], run["tmp"]
-    disk, geometry = read_windows(tmp / "w.parquet")
+    disk = pd.read_parquet(tmp / "w.parquet")
+    meta = pq.read_schema(tmp / "w.parquet").metadata
+    geometry = {k: int(meta[k.encode()]) for k in ("flank", "chunk_size", "shard_size")}
     assert disk.equals(table)
     assert list(table.columns) == [
         "window",

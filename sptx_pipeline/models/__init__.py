@@ -1,18 +1,103 @@
-"""Scoring models: SpTransformer (hub, local directory, original checkpoint) and SpliceAI."""
+"""Scoring models: SpTransformer (hub, local directory, original checkpoint) and SpliceAI.
+
+A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k) or anything else, which is an
+SpTransformer hub id, local directory or ``.ckpt`` file. :func:`parse_source` splits a source
+into its family and argument, once; :data:`FAMILIES` maps each family to its loader and
+describer, so a new model family is one entry here (and its module).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
-from .base import PRECISIONS, ScoringModel, postprocess
+from ..atomic import write_text
+from ..options import PRECISIONS, check_choice
+from .base import ScoringModel, postprocess
 
 DEFAULT_MODEL = "multimolecule/sptransformer"
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MODEL", "ScoringModel", "describe_model", "load_model", "postprocess"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "FAMILIES",
+    "ScoringModel",
+    "describe_model",
+    "load_model",
+    "local_model_files",
+    "parse_source",
+    "postprocess",
+    "write_model_info",
+]
+
+Family = Literal["sptransformer", "spliceai"]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """How to load a family's model and read its geometry, from the source's argument."""
+
+    load: Callable[[str | None], ScoringModel]
+    describe: Callable[[str | None], dict[str, Any]]
+
+
+def parse_source(source: str | os.PathLike) -> tuple[Family, str | None]:
+    """``(family, argument)``: ``spliceai[:dir]`` -> ``("spliceai", dir or None)``, anything else
+    -> ``("sptransformer", source)``."""
+    text = str(source)
+    if text == "spliceai" or text.startswith("spliceai:"):
+        return "spliceai", text.partition(":")[2] or None
+    return "sptransformer", text
+
+
+def _load_sptransformer(argument: str | None) -> ScoringModel:
+    from .loading import load_sptransformer
+
+    return load_sptransformer(argument or DEFAULT_MODEL)
+
+
+def _describe_sptransformer(argument: str | None) -> dict[str, Any]:
+    from .loading import read_config, resolve_config_dir
+    from .sptransformer import SpTransformer
+
+    source = argument or DEFAULT_MODEL
+    directory = resolve_config_dir(source)
+    if directory is None:  # an original .ckpt: its geometry is only in its tensors
+        model = _load_sptransformer(source)
+        flank, channels, chunk = model.flank, model.channels, model.default_chunk_size
+    else:
+        config = read_config(directory)
+        flank, channels, chunk = config.flank, config.channels, SpTransformer.default_chunk_size
+    return {"flank": flank, "channels": list(channels), "default_chunk_size": chunk}
+
+
+def _load_spliceai(argument: str | None) -> ScoringModel:
+    from .spliceai import load_spliceai
+
+    return load_spliceai(argument)
+
+
+def _describe_spliceai(argument: str | None) -> dict[str, Any]:
+    from .spliceai import SPLICEAI_CHANNELS, SPLICEAI_CHUNK_SIZE, SPLICEAI_FLANK
+
+    return {
+        "flank": SPLICEAI_FLANK,
+        "channels": list(SPLICEAI_CHANNELS),
+        "default_chunk_size": SPLICEAI_CHUNK_SIZE,
+    }
+
+
+FAMILIES: dict[Family, ModelFamily] = {
+    "sptransformer": ModelFamily(_load_sptransformer, _describe_sptransformer),
+    "spliceai": ModelFamily(_load_spliceai, _describe_spliceai),
+}
 
 
 def load_model(
@@ -23,17 +108,9 @@ def load_model(
     ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k; otherwise an SpTransformer
     hub id, a local multimolecule-format directory, or an original ``.ckpt`` file.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    source = str(source)
-    if source == "spliceai" or source.startswith("spliceai:"):
-        from .spliceai import load_spliceai
-
-        model = load_spliceai(source.partition(":")[2] or None)
-    else:
-        from .loading import load_sptransformer
-
-        model = load_sptransformer(source)
+    check_choice("precision", precision, PRECISIONS)
+    family, argument = parse_source(source)
+    model = FAMILIES[family].load(argument)
     model.precision = precision
     if precision != "float32" and torch.device(device).type != "cuda":
         log.warning("precision %s applies on CUDA only; %s computes in float32", precision, device)
@@ -46,32 +123,21 @@ def describe_model(source: str = DEFAULT_MODEL) -> dict[str, Any]:
     Reads no weights where the source has a config (hub id: only ``config.json`` is fetched);
     an original ``.ckpt`` file is read, since its geometry is only in its tensors.
     """
-    source = str(source)
-    if source == "spliceai" or source.startswith("spliceai:"):
-        return _describe_spliceai()
-    from .loading import resolve_config_dir
-    from .sptransformer import SpTransformer
-
-    directory = resolve_config_dir(source)
-    if directory is None:
-        model = load_model(source)
-        flank, channels, chunk = model.flank, model.channels, model.default_chunk_size
-    else:
-        from .loading import read_config
-
-        config = read_config(directory)
-        flank, channels, chunk = config.flank, config.channels, SpTransformer.default_chunk_size
-    return {"flank": flank, "channels": list(channels), "default_chunk_size": chunk}
+    family, argument = parse_source(source)
+    return FAMILIES[family].describe(argument)
 
 
-def _describe_spliceai() -> dict[str, Any]:
-    try:
-        from .spliceai import SPLICEAI_CHANNELS, SPLICEAI_CHUNK_SIZE, SPLICEAI_FLANK
-    except ImportError:  # the SpliceAI module is optional; these are SpliceAI-10k's constants
-        SPLICEAI_FLANK, SPLICEAI_CHUNK_SIZE = 5000, 5000
-        SPLICEAI_CHANNELS = ("no_splice", "acceptor", "donor")
-    return {
-        "flank": SPLICEAI_FLANK,
-        "channels": list(SPLICEAI_CHANNELS),
-        "default_chunk_size": SPLICEAI_CHUNK_SIZE,
-    }
+def write_model_info(source: str, path: str | os.PathLike | None = None) -> str:
+    """The ``model.json`` text (source plus :func:`describe_model`); written atomically to
+    ``path`` when given."""
+    text = json.dumps({"source": source, **describe_model(source)}, indent=1) + "\n"
+    if path is not None:
+        write_text(path, text)
+    return text
+
+
+def local_model_files(source: str) -> list[str]:
+    """The model's file or directory when ``source`` names a local path (``spliceai:DIR`` too),
+    so Snakemake re-runs what depends on the model when it changes; hub ids have none."""
+    _, argument = parse_source(source)
+    return [argument] if argument and Path(argument).exists() else []

@@ -13,7 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from .. import options
+
+# compute dtype of each precision (the names are options.PRECISIONS)
+PRECISIONS: dict[str, torch.dtype] = {name: getattr(torch, name) for name in options.PRECISIONS}
 N_SPLICE_CHANNELS = 3  # no_splice, acceptor, donor: softmax; every later channel: sigmoid
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..errors import CheckpointError, MissingInputError
 from ..provenance import sha256_file
 from .sptransformer import SpTransformer, SpTransformerConfig
 
@@ -34,10 +35,6 @@ IGNORED_ORIGINAL = re.compile(
 
 # The 1x1 convs that read the one-hot input (A, C, G, T[, N]).
 ONEHOT_CONV = re.compile(r"^(projection|feature_encoders\.\d+)\.conv1\.weight$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded as SpTransformer (the message says why)."""
 
 
 def load_sptransformer(source: str | os.PathLike, **overrides: Any) -> SpTransformer:
@@ -70,7 +67,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
         return path
     text = str(source)
     if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise FileNotFoundError(f"model checkpoint {text!r} does not exist")
+        raise MissingInputError(f"model checkpoint {text!r} does not exist")
     return _download(text)
 
 
@@ -82,7 +79,7 @@ def resolve_config_dir(source: str | os.PathLike) -> Path | None:
         return path if path.is_dir() else None
     text = str(source)
     if not HUB_ID.match(text) or text.startswith((".", "~")):
-        raise FileNotFoundError(f"model checkpoint {text!r} does not exist")
+        raise MissingInputError(f"model checkpoint {text!r} does not exist")
     return _download(text, files=(CONFIG_FILE,))
 
 
@@ -105,7 +102,7 @@ def read_config(directory: Path, **overrides: Any) -> SpTransformerConfig:
     """The SpTransformer config of a multimolecule-format directory (no weights read)."""
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}: not a model directory")
+        raise MissingInputError(f"{directory} has no {CONFIG_FILE}: not a model directory")
     try:
         raw = json.loads(config_path.read_text())
         config = SpTransformerConfig.from_multimolecule(raw)
@@ -128,7 +125,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path.parent} has no {path.name}")
+        raise MissingInputError(f"{path.parent} has no {path.name}")
     try:
         return load_file(str(path))
     except Exception as err:

@@ -27,14 +27,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import CheckpointError, MissingInputError
 from ..provenance import sha256_file
 from .base import ScoringModel
 
@@ -115,7 +118,7 @@ class _KerasGraph:
         with h5py.File(path, "r") as handle:
             config = handle.attrs.get("model_config")
             if config is None:
-                raise ValueError(f"{path} has no Keras 'model_config': not a Keras model file")
+                raise CheckpointError(f"{path} has no Keras 'model_config': not a Keras model file")
             config = json.loads(config.decode() if isinstance(config, bytes) else config)
             self.layers = {layer["name"]: layer for layer in config["config"]["layers"]}
             self.weights = {name: self._read_weights(handle, name) for name in self.layers}
@@ -126,7 +129,7 @@ class _KerasGraph:
                 self.consumers[source].append(name)
 
     @staticmethod
-    def _read_weights(handle, name: str) -> dict[str, np.ndarray]:
+    def _read_weights(handle: Any, name: str) -> dict[str, np.ndarray]:
         group = handle["model_weights"].get(name) if "model_weights" in handle else handle.get(name)
         if group is None:
             return {}
@@ -142,10 +145,10 @@ class _KerasGraph:
     def kind(self, name: str) -> str:
         return self.layers[name]["class_name"]
 
-    def only_consumer(self, name: str, kind: str, exclude: set[str] = frozenset()) -> str:
+    def only_consumer(self, name: str, kind: str, exclude: AbstractSet[str] = frozenset()) -> str:
         found = [c for c in self.consumers[name] if self.kind(c) == kind and c not in exclude]
         if len(found) != 1:
-            raise ValueError(
+            raise CheckpointError(
                 f"{self.path}: expected one {kind} after layer {name!r}, found {found}: "
                 "not a SpliceAI model"
             )
@@ -158,7 +161,9 @@ class _KerasGraph:
         dilation = dilation[0] if isinstance(dilation, list) else dilation
         strides = cfg.get("strides", 1)
         if (strides[0] if isinstance(strides, list) else strides) != 1:
-            raise ValueError(f"{self.path}: layer {name} has strides != 1: not a SpliceAI model")
+            raise CheckpointError(
+                f"{self.path}: layer {name} has strides != 1: not a SpliceAI model"
+            )
         kernel = weights["kernel"]
         bias = weights.get("bias", np.zeros(kernel.shape[-1], kernel.dtype))
         return ConvSpec(kernel, bias, int(dilation), cfg.get("padding", "valid"))
@@ -202,7 +207,7 @@ def read_keras_spliceai(path: str | Path) -> SpliceAISpec:
         conv2 = graph.only_consumer(act2, "Conv1D")
         add = graph.only_consumer(conv2, "Add")
         if set(graph.inputs[add]) != {conv2, x} or graph.activation(act1) != "relu":
-            raise ValueError(f"{path}: unexpected residual block at {add!r}")
+            raise CheckpointError(f"{path}: unexpected residual block at {add!r}")
         blocks.append(
             BlockSpec(
                 graph.batchnorm(bn1), graph.conv(conv1), graph.batchnorm(bn2), graph.conv(conv2)
@@ -214,7 +219,9 @@ def read_keras_spliceai(path: str | Path) -> SpliceAISpec:
             skips[len(blocks) - 1] = graph.conv(skip[0])
             skip_names.append(skip[0])
     if not blocks or not skip_names:
-        raise ValueError(f"{path}: no residual blocks or skip convs found: not a SpliceAI model")
+        raise CheckpointError(
+            f"{path}: no residual blocks or skip convs found: not a SpliceAI model"
+        )
     # The skip sum (Add chain) ends in the Cropping1D, then the softmax head.
     node = skip_names[-1]
     while graph.kind(node) != "Cropping1D":
@@ -223,16 +230,16 @@ def read_keras_spliceai(path: str | Path) -> SpliceAISpec:
     crop = tuple(int(c) for c in (cropping if isinstance(cropping, list) else (cropping,) * 2))
     head_name = graph.only_consumer(node, "Conv1D")
     if graph.activation(head_name) != "softmax":
-        raise ValueError(f"{path}: the output layer {head_name!r} is not a softmax")
+        raise CheckpointError(f"{path}: the output layer {head_name!r} is not a softmax")
     pointwise = [stem_name, stem_skip_name, head_name, *skip_names]
     if any(graph.conv(name).kernel.shape[0] != 1 for name in pointwise):
-        raise ValueError(f"{path}: stem, skip and output convs must be 1x1 as in SpliceAI")
+        raise CheckpointError(f"{path}: stem, skip and output convs must be 1x1 as in SpliceAI")
     return SpliceAISpec(
         stem=graph.conv(stem_name),
         stem_skip=graph.conv(stem_skip_name),
         blocks=blocks,
         skips=skips,
-        crop=crop,  # type: ignore[arg-type]
+        crop=crop,
         head=graph.conv(head_name),
         source=str(path),
     )
@@ -297,7 +304,7 @@ class SpliceAINet(nn.Module):
         trimmed = np.sum([b.trim for b in self.blocks], axis=0) if self.blocks else (0, 0)
         self.receptive = (int(trimmed[0]), int(trimmed[1]))
         if self.receptive[0] > self.crop[0] or self.receptive[1] > self.crop[1]:
-            raise ValueError(
+            raise CheckpointError(
                 f"{spec.source}: receptive field {self.receptive} exceeds the crop {self.crop}; "
                 "unpadded convolutions would not reproduce Keras 'same' padding"
             )
@@ -372,7 +379,7 @@ def load_spliceai(directory: str | Path | None = None) -> SpliceAI:
     if directory is None:
         folder = spliceai_package_models()
         if folder is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 "model 'spliceai' needs the SpliceAI weights: `pip install --no-deps spliceai` "
                 "(or `pip install sptx-pipeline[spliceai]`), or give a directory holding "
                 f"{', '.join(SPLICEAI_FILES)} as `spliceai:/path/to/dir`"
@@ -384,7 +391,7 @@ def load_spliceai(directory: str | Path | None = None) -> SpliceAI:
     paths = [folder / name for name in SPLICEAI_FILES]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"SpliceAI weights missing in {folder}: {', '.join(missing)}. Install them with "
             "`pip install --no-deps spliceai` (model 'spliceai'), or point `spliceai:/path/to/dir` "
             f"at a directory holding {', '.join(SPLICEAI_FILES)}"

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+from sptx_pipeline.models import local_model_files
+
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
 ENV = "../envs/sptx.yaml"
 
@@ -15,9 +17,3 @@ def normalise_config(cfg):
 
 def csv(values):
     return ",".join(values)
-
-
-def local_model_files(source):
-    """The model's file or directory when ``source`` is a local path (``spliceai:DIR`` too)."""
-    path = source.partition(":")[2] if source.startswith("spliceai:") else source
-    return [path] if path and Path(path).exists() else []
