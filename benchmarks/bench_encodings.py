@@ -91,7 +91,9 @@ def parquet_part(parts: list[tuple[str, pa.Table]], work: Path) -> None:
     rows = sum(t.num_rows for _, t in parts)
     channels = parts[0][1].num_columns - 1
     print(f"Parquet: {rows:,} positions x {channels} channels in {len(parts)} partitions")
-    print(f"  {'variant':32s} {'B/pos':>7s} {'B/pos/ch':>9s} {'write s':>8s} {'read s':>7s}  lossless")
+    print(
+        f"  {'variant':32s} {'B/pos':>7s} {'B/pos/ch':>9s} {'write s':>8s} {'read s':>7s}  lossless"
+    )
     for name, options in PARQUET_VARIANTS.items():
         size, wrote, read, equal = 0, 0.0, 0.0, True
         for i, (_, table) in enumerate(parts):
@@ -117,7 +119,9 @@ def bigwig_part(parts: list[tuple[str, pa.Table]], sizes: dict[str, int], work: 
     channels = [n for n in parts[0][1].column_names if n != "pos"]
     rows = sum(t.num_rows for _, t in parts)
     print(f"\nbigWig (bedGraph sections), all {len(channels)} channels, both strands:")
-    print(f"  {'values':28s} {'B/pos/ch':>9s} {'entries/pos':>12s} {'write s':>8s} {'max error':>10s}")
+    print(
+        f"  {'values':28s} {'B/pos/ch':>9s} {'entries/pos':>12s} {'write s':>8s} {'max error':>10s}"
+    )
     for bits in (None, 16, 12, 10, 8):
         total, entries, seconds, error = 0, 0, 0.0, 0.0
         for c in channels:
@@ -133,7 +137,13 @@ def bigwig_part(parts: list[tuple[str, pa.Table]], sizes: dict[str, int], work: 
                 began = time.perf_counter()
                 pybigtools.open(str(path), "w").write(
                     {chrom: sizes[chrom]},
-                    zip([chrom] * len(starts), starts.tolist(), ends.tolist(), vals.tolist()),
+                    zip(
+                        [chrom] * len(starts),
+                        starts.tolist(),
+                        ends.tolist(),
+                        vals.tolist(),
+                        strict=True,
+                    ),
                 )
                 seconds += time.perf_counter() - began
                 total += path.stat().st_size

@@ -114,7 +114,9 @@ def write_gtf(genes: pd.DataFrame, path: Path, seed: int = 0) -> int:
         out.write("##description: synthetic GENCODE-size annotation (bench_genome.py)\n")
         for g in genes.itertuples(index=False):
             attrs = f'gene_id "{g.gene_id}"; gene_type "{g.gene_type}"; gene_name "{g.gene_name}";'
-            rows = [f"{g.chrom}\tBENCH\tgene\t{g.start}\t{g.end}\t.\t{g.strand}\t.\t{attrs} level 2;"]
+            rows = [
+                f"{g.chrom}\tBENCH\tgene\t{g.start}\t{g.end}\t.\t{g.strand}\t.\t{attrs} level 2;"
+            ]
             length = g.end - g.start + 1
             for t in range(g.transcripts):
                 # the first transcript spans the gene, so the gene body is their union
@@ -311,7 +313,9 @@ def main() -> None:
     parser.add_argument("--gene-fraction", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="work directory (kept); default: a temporary one")
-    parser.add_argument("--child", nargs=3, metavar=("STAGE", "DIR", "OPTIONS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("STAGE", "DIR", "OPTIONS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         stage, work, options = args.child
@@ -383,8 +387,7 @@ def main() -> None:
         pos_ratio = counts["positions"] / positions
         win_ratio = counts["windows"] / windows
         print(
-            f"  {label}: {counts['positions'] / 1e9:.2f} G positions, "
-            f"{counts['windows']:,} windows"
+            f"  {label}: {counts['positions'] / 1e9:.2f} G positions, {counts['windows']:,} windows"
         )
         total = 0.0
         for name, size in sizes.items():
@@ -396,7 +399,8 @@ def main() -> None:
         print(f"    {'total':18s} {gib(total)}")
         for stage in ("tile", "predict", "merge", "tracks"):
             ratio = win_ratio if stage in ("tile", "predict") else pos_ratio
-            print(f"    {stage} time, one process here: {results[stage]['seconds'] * ratio / 3600:.2f} h")
+            hours = results[stage]["seconds"] * ratio / 3600
+            print(f"    {stage} time, one process here: {hours:.2f} h")
     if not args.out:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -166,6 +166,7 @@ def _add_merge(sub: Subparsers) -> None:
     p.add_argument("--out-sites", required=True)
     p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
+    p.add_argument("--workers", type=int, default=1, help="partitions merged in parallel")
     p.set_defaults(func=_run_merge)
 
 
@@ -181,6 +182,7 @@ def _run_merge(args: argparse.Namespace) -> None:
         args.out_sites,
         sites_min_score=args.sites_min_score,
         provenance=args.provenance,
+        workers=args.workers,
     )
 
 
