@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -167,6 +168,11 @@ def _add_merge(sub: Subparsers) -> None:
     p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
     p.add_argument("--workers", type=int, default=1, help="partitions merged in parallel")
+    p.add_argument(
+        "--delete-predictions",
+        action="store_true",
+        help="remove predictions.zarr once scores/ and sites.parquet are written",
+    )
     p.set_defaults(func=_run_merge)
 
 
@@ -183,6 +189,7 @@ def _run_merge(args: argparse.Namespace) -> None:
         sites_min_score=args.sites_min_score,
         provenance=args.provenance,
         workers=args.workers,
+        delete_predictions=args.delete_predictions,
     )
 
 
@@ -193,14 +200,29 @@ def _add_tracks(sub: Subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--channels", type=_list, default=[], help="comma-separated (default: all)")
     p.add_argument("--workers", type=int, default=1, help="bigWig files written in parallel")
+    p.add_argument(
+        "--bits",
+        type=_bits,
+        default=options.DEFAULT_TRACKS_BITS,
+        help="round values to multiples of 2^-BITS (default %(default)s; 'exact': float32 as is)",
+    )
     p.set_defaults(func=_run_tracks)
+
+
+def _bits(text: str) -> int | None:
+    return None if text in ("exact", "null", "none") else int(text)
 
 
 def _run_tracks(args: argparse.Namespace) -> None:
     from .tracks import write_tracks
 
     write_tracks(
-        args.scores, args.fasta, args.out, channels=args.channels or None, workers=args.workers
+        args.scores,
+        args.fasta,
+        args.out,
+        channels=args.channels or None,
+        workers=args.workers,
+        bits=args.bits,
     )
 
 
@@ -213,20 +235,28 @@ def _add_query(sub: Subparsers) -> None:
     p.add_argument("--min-score", type=float, help="minimum acceptor or donor probability")
     p.add_argument("--format", choices=options.QUERY_FORMATS, default=options.DEFAULT_QUERY_FORMAT)
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=options.DEFAULT_QUERY_TABLE_MAX_ROWS,
+        help="most rows of the table format (csv, tsv and parquet are streamed, no limit)",
+    )
     p.set_defaults(func=_run_query)
 
 
 def _run_query(args: argparse.Namespace) -> None:
-    from .query import query, write_result
+    from .query import export
 
-    frame = query(
+    export(
         args.results,
         args.region,
+        args.format,
+        args.output,
         strand=args.strand,
         columns=args.columns or None,
         min_score=args.min_score,
+        max_table_rows=args.max_rows,
     )
-    write_result(frame, args.format, args.output)
 
 
 def _add_plot(sub: Subparsers) -> None:
@@ -292,13 +322,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         quiet_dask()
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         args.func(args)
     except USER_ERRORS as err:
         # a failure the message explains; anything else is a bug and keeps its traceback
         logging.getLogger("sptx").error("%s", err, exc_info=args.verbose)
         return 1
+    except KeyboardInterrupt:
+        # the stage's temporary outputs are gone already (atomic.atomic_path)
+        logging.getLogger("sptx").error("stopped by SIGINT (Ctrl-C)")
+        return 128 + signal.SIGINT
+    except Terminated:
+        logging.getLogger("sptx").error("stopped by SIGTERM")
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every stage removes its temporaries."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

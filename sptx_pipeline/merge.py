@@ -211,11 +211,14 @@ def merge(
     row_group_rows: int = ROW_GROUP_ROWS,
     rows_per_file: int = ROWS_PER_FILE,
     workers: int = 1,
+    delete_predictions: bool = False,
 ) -> dict[tuple[str, str], int]:
     """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand).
 
     Each (chrom, strand) partition is merged on its own; ``workers`` > 1 merges that many at
     once in separate processes. The output does not depend on ``workers``.
+    ``delete_predictions`` removes ``predictions_zarr`` once both outputs are in place (it is
+    then only needed to merge again; the workflow re-runs predict in that case).
     """
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
@@ -261,6 +264,9 @@ def merge(
         len(counts),
         scores_dir,
     )
+    if delete_predictions:
+        store.remove_store(predictions_zarr)
+        log.info("deleted %s (delete_predictions)", predictions_zarr)
     return counts
 
 

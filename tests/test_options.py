@@ -29,6 +29,7 @@ DEFAULTS = {
     "batch_size": options.DEFAULT_BATCH_SIZE,
     "max_retries": options.DEFAULT_MAX_RETRIES,
     "sites_min_score": options.DEFAULT_SITES_MIN_SCORE,
+    "tracks_bits": options.DEFAULT_TRACKS_BITS,
 }
 
 

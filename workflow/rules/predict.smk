@@ -11,7 +11,13 @@ rule predict:
         windows=rules.tile.output.zarr,
         model=rules.model.output.info,
     output:
-        summary=f"{OUT}/predictions.json",
+        # temp() with keep_predictions: false: merge deletes the store, and Snakemake deletes
+        # this summary, so that a later merge re-run makes predict run again first
+        summary=(
+            f"{OUT}/predictions.json"
+            if config["keep_predictions"]
+            else temp(f"{OUT}/predictions.json")
+        ),
     params:
         store=f"{OUT}/predictions.zarr",
         model=config["model"],
