@@ -158,13 +158,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", required=True, type=Path)
     parser.add_argument("--fasta", required=True)
+    parser.add_argument("--skip", choices=["parquet", "bigwig"], help="leave one part out")
     args = parser.parse_args()
     parts = read_partitions(args.scores)
     dtype = parts[0][1].schema.field(1).type
     print(f"{args.scores}: value type {dtype}")
     with tempfile.TemporaryDirectory(prefix="bench-enc-") as tmp:
-        parquet_part(parts, Path(tmp))
-        bigwig_part(parts, chrom_sizes(args.fasta), Path(tmp))
+        if args.skip != "parquet":
+            parquet_part(parts, Path(tmp))
+        if args.skip != "bigwig":
+            bigwig_part(parts, chrom_sizes(args.fasta), Path(tmp))
 
 
 if __name__ == "__main__":

@@ -133,6 +133,12 @@ def _add_predict(sub: Subparsers) -> None:
     p.add_argument(
         "--summary", help="also write the run summary (JSON) here when all shards are done"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="cores granted to this job (Snakemake's {threads}): caps the local CPU workers' "
+        "torch threads together, as do the CPU affinity and the SLURM allocation",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -150,6 +156,7 @@ def _run_predict(args: argparse.Namespace) -> None:
         cluster=args.cluster,
         max_retries=args.max_retries,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     record = summary.as_dict("windows")
     print(json.dumps(record))

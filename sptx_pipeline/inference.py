@@ -9,6 +9,7 @@ shards that were in flight, and a corrupted shard is never taken as complete.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -55,7 +56,9 @@ from .runner import (
 from .runtime import (
     ModelSpec,
     build_model,
+    granted_cores,
     model_identity,
+    model_lock,
     resolve_device,
     score_windows,
     worker_model,
@@ -77,6 +80,7 @@ class ShardJob:
     batch_size: int
     output_dtype: str
     run_id: str
+    max_threads: int | None = None  # torch threads per worker at most (CPU)
 
 
 # --------------------------------------------------------------------------- one shard (task)
@@ -137,9 +141,11 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
         store.clear_done(job.predictions, shard.index)
 
     device = resolve_device(job.device)
-    model = worker_model(job.model, job.model_key, device, job.precision)
+    model = worker_model(job.model, job.model_key, device, job.precision, job.max_threads)
     window_tokens = np.asarray(tokens[start:stop])
-    values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
+    # With two tasks per worker, the other task reads or writes its shard meanwhile.
+    with model_lock(job.model_key, device, job.precision):
+        values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
     store.clear_shard(predictions, shard.index)  # a damaged old shard would be read back
     predictions[start:stop] = values
     store.mark_done(
@@ -237,6 +243,15 @@ def prepare_store(
 # ------------------------------------------------------------------------------- the driver
 
 
+def _with_local_defaults(cluster: dict[str, Any] | None) -> dict[str, Any]:
+    """The cluster mapping with predict's defaults: a local cluster runs two tasks per worker
+    (measured: benchmarks/bench_overlap.py)."""
+    config = {"type": "local", **(cluster or {})}
+    if config["type"] == "local":
+        config.setdefault("tasks_per_worker", 2)
+    return config
+
+
 def _check_arguments(
     device: str, precision: str, batch_size: int, output_dtype: str, max_retries: int
 ) -> None:
@@ -272,6 +287,7 @@ def predict(
     max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool = True,
     max_in_flight: int | None = None,
+    threads: int | None = None,
 ) -> RunSummary:
     """Score every window of ``windows_zarr`` into ``predictions_zarr`` on a Dask cluster.
 
@@ -280,6 +296,12 @@ def predict(
     fails more than ``max_retries`` times, or loses that many workers, stops the run.
     Returns the run's summary: shard counts (total, skipped, computed, recomputed), seconds in
     all and spent on shards, and windows/s over the latter (cluster start-up excluded).
+
+    ``threads``: the cores granted to this job (Snakemake's ``{threads}``); with a local
+    cluster, the CPU workers' torch threads together never exceed it, nor the process's CPU
+    affinity or SLURM allocation (:func:`runtime.granted_cores`). A local cluster runs two
+    tasks per worker unless ``tasks_per_worker`` says otherwise: while one task's model runs,
+    the other reads its tokens or writes its predictions (the model runs one task at a time).
     """
     _check_arguments(device, precision, batch_size, output_dtype, max_retries)
     began = time.perf_counter()
@@ -324,7 +346,12 @@ def predict(
     counts: Counter = Counter()
     working = 0.0
     if shards:
+        cluster = _with_local_defaults(cluster)
         with scheduler_settings(max_retries), open_client(cluster, device) as client:
+            if cluster["type"] in ("local", "local_cuda"):
+                # the workers of this machine share the cores granted to this job
+                share = granted_cores(threads) // max(1, len(client.nthreads()))
+                job = dataclasses.replace(job, max_threads=max(1, share))
             started = time.perf_counter()
             counts = run_shards(
                 client,

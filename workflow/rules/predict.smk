@@ -39,4 +39,5 @@ rule predict:
         " --model {params.model:q} --device {params.device} --precision {params.precision}"
         " --batch-size {params.batch_size} --output-dtype {params.output_dtype}"
         " --max-retries {params.max_retries} --cluster {params.cluster:q} --summary {output.summary:q}"
+        " --threads {threads}"
         " > {log:q} 2>&1"
