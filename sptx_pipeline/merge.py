@@ -35,7 +35,9 @@ from .results import (
     ROWS_PER_FILE,
     SPLICE_CHANNELS,
     STRAND_DIR,
+    FloatEncoding,
     PartitionWriter,
+    float_encoding,
     parquet_writer,
     partition_dir,
     provenance_metadata,
@@ -248,6 +250,7 @@ def merge(
             scores_dir=tmp_scores,
             row_group_rows=row_group_rows,
             rows_per_file=rows_per_file,
+            floats=float_encoding(str(probabilities.dtype)),
         )
         sites_out = SitesWriter(tmp_sites, finder.tissues, metadata, row_group_rows)
         counts: dict[tuple[str, str], int] = {}
@@ -314,6 +317,7 @@ class _MergeJob:
     scores_dir: Path
     row_group_rows: int
     rows_per_file: int
+    floats: FloatEncoding
 
 
 def _map(
@@ -341,7 +345,11 @@ def merge_partition(
     ends = job.windows["target_end"].to_numpy(np.int64)
     intervals = job.regions.get(key, _EMPTY)
     writer = PartitionWriter(
-        partition_dir(job.scores_dir, *key), job.schema, job.row_group_rows, job.rows_per_file
+        partition_dir(job.scores_dir, *key),
+        job.schema,
+        job.row_group_rows,
+        job.rows_per_file,
+        job.floats,
     )
     sites: list[pa.Table] = []
     first_shard, last_shard = lo // job.shard_size, (hi - 1) // job.shard_size
