@@ -22,10 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sptx_pipeline import store  # noqa: E402
+from sptx_pipeline import store
 
 T, SHARD, N_CHANNELS = 1000, 64, 18
 GENE, GAP = 60_000, 40_000

@@ -6,8 +6,9 @@ windows of the published geometry (flank 4000, T = 1000, 18 channels, shards of 
 with its real work per shard (reading the tokens, writing the float16 predictions, checksums
 and the done marker, Dask scheduling) against the model alone over the same windows in this
 process, with one torch thread in both (the post-processing runs on the CPU; on a shared
-machine one thread is the stable reference). One local worker, with one task at a time (``tasks_per_worker: 1``) and with predict's
-default (two tasks per worker, the model behind a lock). Target: the default reaches 0.95 of
+machine one thread is the stable reference). One local worker, with one task at a time
+(``tasks_per_worker: 1``) and with predict's default (two tasks per worker, the model behind
+a lock). Target: the default reaches 0.95 of
 the model alone. Rounds alternate; the best of each is compared.
 
     python benchmarks/bench_overlap.py [--shards 16] [--ms 3] [--rounds 2]

@@ -4,8 +4,9 @@
    gene every 40 kb on alternating strands, written here as a GTF) go through genes -> tile ->
    predict -> merge. tile and merge each run in a fresh subprocess, whose peak RSS (ru_maxrss) is
    printed with the ratio large/small (streaming stages: at most 1.5). Tiles use the published
-   geometry (flank 4000, T = 1000, shards of 64). predict uses the small seeded conv net of
-   ``tests/stand_in_model.py`` with flank 4000: the tiny random SpTransformer (TINY_CONFIG) scores
+   geometry (flank 4000, T = 1000, shards of 64). predict uses the small seeded conv net
+   ``sptx_pipeline.testing.StandInModel`` with flank 4000: the tiny random SpTransformer
+   (TINY_CONFIG) scores
    about 12,000 positions/s on this machine's 2 cores, i.e. about an hour for the larger genome,
    and the predictions' values do not matter for tile or merge memory. ``sites_min_score`` is
    raised to 0.9 so that the random model yields about 1% sites (at 0.1 every position would be).
@@ -39,17 +40,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import bench_merge
+import bench_tile
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-# Dask workers and the stage subprocesses import the stand-in model from the tests package.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-
-import bench_merge  # noqa: E402
-import bench_tile  # noqa: E402
-from bench_tile import CHUNK, FLANK, SHARD, make_genome  # noqa: E402
+from bench_tile import CHUNK, FLANK, SHARD, make_genome
 
 if TYPE_CHECKING:
     from sptx_pipeline.models import ScoringModel
@@ -93,7 +88,7 @@ def memory_run(directory: Path, gene_mb: float) -> dict[str, Any]:
     """genes -> tile -> predict -> merge on a genome with ``gene_mb`` Mb of gene bodies."""
     from sptx_pipeline.annotation import select_genes
     from sptx_pipeline.inference import predict
-    from tests.stand_in_model import StandInFactory
+    from sptx_pipeline.testing import StandInFactory
 
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)

@@ -27,11 +27,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS  # noqa: E402
-from sptx_pipeline.query import query  # noqa: E402
-from sptx_pipeline.results import (  # noqa: E402
+from sptx_pipeline.models.sptransformer import SPTRANSFORMER_CHANNELS
+from sptx_pipeline.query import query
+from sptx_pipeline.results import (
     ROW_GROUP_ROWS,
     PartitionWriter,
     partition_dir,

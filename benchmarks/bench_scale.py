@@ -32,7 +32,7 @@ from sptx_pipeline.cluster import open_client
 from sptx_pipeline.inference import predict
 from sptx_pipeline.runner import Shard, ShardResult, run_shards, shard_grid
 from sptx_pipeline.runtime import score_windows
-from tests.stand_in_model import StandInFactory, make_windows
+from sptx_pipeline.testing import StandInFactory, make_windows
 
 
 def model_only(factory: StandInFactory, tokens, batch_size: int, threads: int) -> float:

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-try:  # the stand-in moved into the package (issue 10)
-    from sptx_pipeline.testing import StandInModel
-except ImportError:
-    from tests.stand_in_model import StandInModel
-
 from sptx_pipeline.models.sptransformer import OFFICIAL_TISSUES, SPLICE_CHANNELS
+from sptx_pipeline.testing import StandInModel
 
 WIDE_CHANNELS = (*SPLICE_CHANNELS, *OFFICIAL_TISSUES)
 

@@ -7,15 +7,16 @@ code runs from Snakemake, the shell and a notebook.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import options
-from .atomic import write_text
+from .atomic import remove_stale, write_text
 from .errors import SptxError
 
 Subparsers = Any  # argparse's _SubParsersAction, private and generic
@@ -23,6 +24,27 @@ Subparsers = Any  # argparse's _SubParsersAction, private and generic
 
 def _list(value: str) -> list[str]:
     return [item for item in value.split(",") if item]
+
+
+def _call(module: str, function: str, positional: str) -> Callable[[argparse.Namespace], Any]:
+    """A subcommand that calls ``sptx_pipeline.<module>.<function>``: the arguments named in
+    ``positional`` (space-separated) in that order, every other option by its own name. The
+    stage's module is imported only when its subcommand runs (``sptx --help`` stays fast)."""
+    names = positional.split()
+
+    def run(args: argparse.Namespace) -> Any:
+        target = getattr(importlib.import_module(f".{module}", __package__), function)
+        values = {k: v for k, v in vars(args).items() if k not in ("func", "command", "verbose")}
+        keywords = {k: v for k, v in values.items() if k not in names}
+        return target(*(values[n] for n in names), **keywords)
+
+    return run
+
+
+def _required(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Required path options ``--<name>`` (underscores written as dashes)."""
+    for name in names:
+        parser.add_argument("--" + name.replace("_", "-"), required=True)
 
 
 def _add_genes(sub: Subparsers) -> None:
@@ -37,50 +59,18 @@ def _add_genes(sub: Subparsers) -> None:
         choices=options.MISSING_CONTIGS,
         default=options.DEFAULT_MISSING_CONTIGS,
     )
-    p.add_argument("--out-genes", required=True)
-    p.add_argument("--out-regions", required=True)
-    p.set_defaults(func=_run_genes)
-
-
-def _run_genes(args: argparse.Namespace) -> None:
-    from .annotation import select_genes
-
-    select_genes(
-        args.gtf,
-        args.fasta,
-        args.out_genes,
-        args.out_regions,
-        gene_types=args.gene_types,
-        chromosomes=args.chromosomes,
-        genes=args.genes,
-        missing_contigs=args.missing_contigs,
-    )
+    _required(p, "out_genes", "out_regions")
+    p.set_defaults(func=_call("annotation", "select_genes", "gtf fasta out_genes out_regions"))
 
 
 def _add_tile(sub: Subparsers) -> None:
     p = sub.add_parser("tile", help="cut the fixed tile grid into token windows")
-    p.add_argument("--fasta", required=True)
-    p.add_argument("--regions", required=True)
+    _required(p, "fasta", "regions")
     p.add_argument("--flank", type=int, required=True)
     p.add_argument("--chunk-size", type=int, required=True)
     p.add_argument("--shard-size", type=int, default=options.DEFAULT_SHARD_SIZE)
-    p.add_argument("--out-zarr", required=True)
-    p.add_argument("--out-parquet", required=True)
-    p.set_defaults(func=_run_tile)
-
-
-def _run_tile(args: argparse.Namespace) -> None:
-    from .tiling import tile
-
-    tile(
-        args.fasta,
-        args.regions,
-        args.out_zarr,
-        args.out_parquet,
-        flank=args.flank,
-        chunk_size=args.chunk_size,
-        shard_size=args.shard_size,
-    )
+    _required(p, "out_zarr", "out_parquet")
+    p.set_defaults(func=_call("tiling", "tile", "fasta regions out_zarr out_parquet"))
 
 
 def _add_model_info(sub: Subparsers) -> None:
@@ -161,6 +151,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     record = summary.as_dict("windows")
     print(json.dumps(record))
     if args.summary:
+        remove_stale(args.summary)
         write_text(args.summary, json.dumps(record, indent=1) + "\n")
 
 
@@ -168,10 +159,7 @@ def _add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="merge predictions into scores/ and sites.parquet")
     p.add_argument("--windows", required=True, help="windows.parquet")
     p.add_argument("--predictions", required=True, help="predictions.zarr")
-    p.add_argument("--regions", required=True)
-    p.add_argument("--genes", required=True)
-    p.add_argument("--out-scores", required=True)
-    p.add_argument("--out-sites", required=True)
+    _required(p, "regions", "genes", "out_scores", "out_sites")
     p.add_argument("--sites-min-score", type=float, default=options.DEFAULT_SITES_MIN_SCORE)
     p.add_argument("--provenance", type=json.loads, default={}, help="extra provenance as JSON")
     p.add_argument("--workers", type=int, default=1, help="partitions merged in parallel")
@@ -180,23 +168,8 @@ def _add_merge(sub: Subparsers) -> None:
         action="store_true",
         help="remove predictions.zarr once scores/ and sites.parquet are written",
     )
-    p.set_defaults(func=_run_merge)
-
-
-def _run_merge(args: argparse.Namespace) -> None:
-    from .merge import merge
-
-    merge(
-        args.windows,
-        args.predictions,
-        args.regions,
-        args.genes,
-        args.out_scores,
-        args.out_sites,
-        sites_min_score=args.sites_min_score,
-        provenance=args.provenance,
-        workers=args.workers,
-        delete_predictions=args.delete_predictions,
+    p.set_defaults(
+        func=_call("merge", "merge", "windows predictions regions genes out_scores out_sites")
     )
 
 

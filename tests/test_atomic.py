@@ -40,9 +40,13 @@ def test_keep_suffix():
     assert temp_path("a/b.bw", keep_suffix=True).name == f".b.bw.tmp-{os.getpid()}.bw"
 
 
-def test_remove_stale_removes_only_dead_writers(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+def _dead_pid() -> str:
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def test_remove_stale_removes_only_dead_writers(tmp_path):
+    dead = _dead_pid()
     final = tmp_path / "scores"
     stale = tmp_path / f".scores.tmp-{dead}"
     (stale / "chrom=1").mkdir(parents=True)
@@ -52,3 +56,15 @@ def test_remove_stale_removes_only_dead_writers(tmp_path):
     other.touch()
     assert remove_stale(final) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+def test_merge_removes_the_temporaries_of_a_killed_merge(tmp_path):
+    from tests.results_fixtures import build_run
+
+    dead = _dead_pid()
+    stale = [tmp_path / f".scores.tmp-{dead}", tmp_path / f".sites.parquet.tmp-{dead}"]
+    (stale[0] / "chrom=chrA").mkdir(parents=True)
+    stale[1].write_bytes(b"half a file")
+    run = build_run(tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert run.sites.is_file() and any(run.scores.glob("chrom=*/strand=*/part-*.parquet"))

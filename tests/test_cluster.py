@@ -23,8 +23,7 @@ from sptx_pipeline.cluster import (
     slurm_cluster,
 )
 from sptx_pipeline.inference import predict
-from tests.conftest import reference
-from tests.stand_in_model import StandInFactory
+from sptx_pipeline.testing import StandInFactory, reference
 
 PROFILE = os.path.join(os.path.dirname(__file__), "..", "workflow", "profiles", "slurm")
 

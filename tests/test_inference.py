@@ -10,8 +10,7 @@ import zarr
 
 from sptx_pipeline import store
 from sptx_pipeline.inference import predict
-from tests.conftest import THREADED, reference
-from tests.stand_in_model import CHANNELS, StandInFactory, make_windows
+from sptx_pipeline.testing import CHANNELS, THREADED, StandInFactory, make_windows, reference
 
 
 def _read(path):

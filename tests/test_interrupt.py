@@ -24,9 +24,9 @@ import zarr
 from sptx_pipeline.annotation import select_genes
 from sptx_pipeline.inference import predict
 from sptx_pipeline.merge import merge
+from sptx_pipeline.testing import StandInFactory
 from sptx_pipeline.tiling import tile
 from sptx_pipeline.tracks import write_tracks
-from tests.stand_in_model import StandInFactory
 
 REPO = Path(__file__).resolve().parents[1]
 CONTIGS = {"chr1": 240_000, "chr2": 160_000}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
-import sys
+import types
 from pathlib import Path
 
 import h5py
@@ -26,8 +27,19 @@ from sptx_pipeline.models.spliceai import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "validation"))
-from direct_scoring import read_genes, score_genes  # noqa: E402
+
+
+def _validation_module(name: str) -> types.ModuleType:
+    """A module of validation/ (scripts, not a package), imported from its path."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "validation" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+direct_scoring = _validation_module("direct_scoring")
+read_genes, score_genes = direct_scoring.read_genes, direct_scoring.score_genes
 
 FASTA = ROOT / "config/example/grch37_chr19_1-1500000.fa"
 GTF = ROOT / "config/example/grch37_chr19_1-1500000.gtf"

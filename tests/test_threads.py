@@ -11,7 +11,7 @@ import torch
 
 from sptx_pipeline.inference import predict
 from sptx_pipeline.runtime import granted_cores
-from tests.stand_in_model import StandInModel
+from sptx_pipeline.testing import StandInModel
 
 
 def test_granted_cores_takes_the_smallest_limit(monkeypatch):

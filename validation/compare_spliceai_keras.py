@@ -72,8 +72,6 @@ def torch_side(genes) -> tuple[dict, dict, dict]:
     """Window sequences and our probabilities (one window; 5000-chunks), genomic orientation."""
     import pyfaidx
     import torch
-
-    sys.path.insert(0, str(ROOT / "validation"))
     from direct_scoring import encode, reverse_complement, score_interval, window_sequence
 
     from sptx_pipeline.models import load_model
@@ -105,8 +103,6 @@ def main() -> int:
         keras_worker(*args.keras_worker)
         return 0
 
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "validation"))
     from direct_scoring import read_genes
 
     genes = read_genes(str(GTF))

@@ -15,14 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from direct_scoring import read_genes, score_genes
+
+from sptx_pipeline.accuracy import splice_sites, topk_table
+from sptx_pipeline.models import load_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "validation"))
-
-from direct_scoring import read_genes, score_genes  # noqa: E402
-
-from sptx_pipeline.accuracy import splice_sites, topk_table  # noqa: E402
-from sptx_pipeline.models import load_model  # noqa: E402
 
 FASTA = ROOT / "config/example/grch37_chr19_1-1500000.fa"
 GTF = ROOT / "config/example/grch37_chr19_1-1500000.gtf"

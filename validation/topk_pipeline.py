@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sptx_pipeline.accuracy import SITE_TYPES, splice_sites, topk_table
 
-from sptx_pipeline.accuracy import SITE_TYPES, splice_sites, topk_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GTF = ROOT / "config/example/grch37_chr19_1-1500000.gtf"
 TARGET = 0.92

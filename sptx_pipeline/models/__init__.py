@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..atomic import write_text
+from ..atomic import remove_stale, write_text
 from ..options import PRECISIONS, check_choice
 from .base import ScoringModel, postprocess
 
@@ -132,6 +132,7 @@ def write_model_info(source: str, path: str | os.PathLike | None = None) -> str:
     ``path`` when given."""
     text = json.dumps({"source": source, **describe_model(source)}, indent=1) + "\n"
     if path is not None:
+        remove_stale(path)
         write_text(path, text)
     return text
 

@@ -1,10 +1,13 @@
-"""A tiny seeded conv net standing in for SpTransformer in the predict tests and benchmarks.
+"""Test helpers shared by the tests and the benchmarks (as ``zarr.testing`` is zarr's).
 
-It has the same interface (flank, channels, ``model(tokens) -> logits``, ``postprocess``) and a
-receptive field of exactly +/- ``flank``, so every output depends on its whole window. Optional
-hooks slow it down, record which process runs it, or make it fail, for the crash tests.
+``StandInModel`` is a tiny seeded conv net standing in for SpTransformer: the same interface
+(flank, channels, ``model(tokens) -> logits``, ``postprocess``) and a receptive field of exactly
++/- ``flank``, so every output depends on its whole window. Optional hooks slow it down, record
+which process runs it, or make it fail, for the crash tests. ``make_windows`` writes a random
+windows store; ``reference`` scores windows one by one, independently of ``predict``.
 
-Run as a script it calls ``predict`` with this model (used by the SIGKILL test).
+``python -m sptx_pipeline.testing WINDOWS PREDICTIONS`` runs ``predict`` with the stand-in model
+(the SIGKILL test kills that process).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from sptx_pipeline import store
-from sptx_pipeline.models.base import ScoringModel
+from . import store
+from .models.base import ScoringModel
 
 CHANNELS = ("no_splice", "acceptor", "donor", "tissue_a", "tissue_b")
+THREADED = {"type": "local", "processes": False}  # a cluster of threads in this process
 
 
 class StandInModel(ScoringModel):
@@ -120,6 +124,17 @@ def make_windows(
     return tokens
 
 
+def reference(tokens: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``postprocess(model(window))`` computed window by window, independently of predict."""
+    model = StandInFactory(seed=seed)().eval()
+    with torch.inference_mode():
+        rows = [
+            model.postprocess(model(torch.from_numpy(window[None]).long()))[0].numpy()
+            for window in tokens
+        ]
+    return np.stack(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="predict with the stand-in model")
     parser.add_argument("windows")
@@ -131,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     from sptx_pipeline.inference import predict
-    from tests.stand_in_model import StandInFactory as Factory  # not __main__'s: same identity
+    from sptx_pipeline.testing import StandInFactory as Factory  # not __main__'s: same identity
 
     summary = predict(
         args.windows,
@@ -142,7 +157,7 @@ def main() -> None:
         cluster=args.cluster,
         progress=False,
     )
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary.as_dict("windows")), flush=True)
 
 
 if __name__ == "__main__":
