@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
@@ -317,6 +318,47 @@ def gib(n: float) -> str:
     return f"{n / 1e9:8.2f} GB"
 
 
+def real_rates(run: Path) -> dict[str, Any]:
+    """Bytes per position and channel of a real model's outputs: ``run`` is a finished pipeline
+    outdir (e.g. SpliceAI on the bundled chr19 region); its predictions are merged again and
+    its tracks written with this code (default settings) into a temporary directory."""
+    from sptx_pipeline.merge import merge
+    from sptx_pipeline.results import read_provenance
+    from sptx_pipeline.tracks import write_tracks
+
+    fasta = read_provenance(run / "windows.parquet")["fasta"]
+    with tempfile.TemporaryDirectory(prefix="bench-real-") as tmp:
+        out = Path(tmp)
+        counts = merge(
+            run / "windows.parquet",
+            run / "predictions.zarr",
+            run / "regions.parquet",
+            run / "genes.parquet",
+            out / "scores",
+            out / "sites.parquet",
+        )
+        write_tracks(out / "scores", fasta, out / "tracks")
+        positions = sum(counts.values())
+        channels = len(pq.read_schema(next((out / "scores").rglob("*.parquet"))).names) - 1
+        per_channel = {
+            name: footprint(path)[0] / positions / channels
+            for name, path in (
+                ("scores", out / "scores"),
+                ("sites.parquet", out / "sites.parquet"),
+                ("tracks", out / "tracks"),
+                ("predictions.zarr", run / "predictions.zarr"),
+            )
+        }
+    for name, rate in per_channel.items():
+        print(f"  real values, {name}: {rate:.3f} bytes per position and channel")
+    return {
+        "source": str(run),
+        "positions": positions,
+        "channels": channels,
+        "per_channel": per_channel,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromosomes", default="chr21", help="comma-separated GRCh38 names")
@@ -324,6 +366,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="processes of merge and tracks")
     parser.add_argument("--out", help="work directory (kept); default: a temporary one")
+    parser.add_argument(
+        "--real",
+        help="a finished run of a real model (e.g. SpliceAI on the bundled region): its bytes "
+        "per position and channel give a second extrapolation",
+    )
     parser.add_argument(
         "--child", nargs=3, metavar=("STAGE", "DIR", "OPTIONS"), help=argparse.SUPPRESS
     )
@@ -393,7 +440,13 @@ def main() -> None:
             if key not in ("seconds", "peak_rss_mib"):
                 print(f"  {stage}: {key} = {value}")
 
+    real = real_rates(Path(args.real)) if args.real else None
     print("\ngenome-wide extrapolation (GRCh38, GENCODE-size annotation, 18 channels):")
+    if real:
+        print(
+            f"  (second column: {real['channels']} channels of {real['source']} over "
+            f"{real['positions']:,} positions, bytes per position and channel x 18)"
+        )
     for label, types in (("protein_coding", ["protein_coding"]), ("default", DEFAULT_TYPES)):
         counts = genome_wide_counts(genes, types)
         pos_ratio = counts["positions"] / positions
@@ -401,14 +454,26 @@ def main() -> None:
         print(
             f"  {label}: {counts['positions'] / 1e9:.2f} G positions, {counts['windows']:,} windows"
         )
-        total = 0.0
+        totals = [0.0, 0.0]
         for name, size in sizes.items():
             if name == "-":
                 continue
             scaled = size * (win_ratio if name in PER_WINDOW else pos_ratio)
-            total += scaled
-            print(f"    {name:18s} {gib(scaled)}")
-        print(f"    {'total':18s} {gib(total)}")
+            line = f"    {name:18s} {gib(scaled)}"
+            totals[0] += scaled
+            if real:
+                per = real["per_channel"].get(name)
+                other = scaled if per is None else per * n_channels * counts["positions"]
+                totals[1] += other
+                line += f" {gib(other)}"
+            print(line)
+        print(f"    {'total':18s} {gib(totals[0])}" + (f" {gib(totals[1])}" if real else ""))
+        kept = totals[1 if real else 0] - (
+            (real["per_channel"]["predictions.zarr"] * n_channels * counts["positions"])
+            if real
+            else sizes["predictions.zarr"] * win_ratio
+        )
+        print(f"    {'total, keep_predictions: false':32s} {gib(kept)}")
         for stage in ("tile", "predict", "merge", "tracks"):
             ratio = win_ratio if stage in ("tile", "predict") else pos_ratio
             hours = results[stage]["seconds"] * ratio / 3600
