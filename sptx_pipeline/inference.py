@@ -61,6 +61,7 @@ from .runtime import (
     model_lock,
     resolve_device,
     score_windows,
+    thread_tuner,
     worker_model,
 )
 
@@ -81,6 +82,7 @@ class ShardJob:
     output_dtype: str
     run_id: str
     max_threads: int | None = None  # torch threads per worker at most (CPU)
+    tune_threads: bool = False  # measure fewer threads too (CPU, no threads_per_worker given)
 
 
 # --------------------------------------------------------------------------- one shard (task)
@@ -145,7 +147,14 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
     window_tokens = np.asarray(tokens[start:stop])
     # With two tasks per worker, the other task reads or writes its shard meanwhile.
     with model_lock(job.model_key, device, job.precision):
+        tuner = thread_tuner(job.model_key, torch.get_num_threads()) if job.tune_threads else None
+        if tuner is not None and device.type == "cpu":
+            threads = tuner.choose()
+            torch.set_num_threads(threads)
+            began = time.perf_counter()
         values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
+        if tuner is not None and device.type == "cpu":
+            tuner.record(threads, stop - start, time.perf_counter() - began)
     store.clear_shard(predictions, shard.index)  # a damaged old shard would be read back
     predictions[start:stop] = values
     store.mark_done(
@@ -351,7 +360,8 @@ def predict(
             if cluster["type"] in ("local", "local_cuda"):
                 # the workers of this machine share the cores granted to this job
                 share = granted_cores(threads) // max(1, len(client.nthreads()))
-                job = dataclasses.replace(job, max_threads=max(1, share))
+                tune = "threads_per_worker" not in cluster  # else the user chose the threads
+                job = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
             started = time.perf_counter()
             counts = run_shards(
                 client,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from sptx_pipeline.inference import predict
-from sptx_pipeline.runtime import granted_cores
+from sptx_pipeline.runtime import ThreadTuner, granted_cores
 from sptx_pipeline.testing import StandInModel
 
 
@@ -73,3 +73,26 @@ def test_threads_cap_and_one_forward_pass_at_a_time(windows, tmp_path):
     assert summary.computed == 4 and summary.items_computed == len(tokens)
     assert CALLS["threads"] and set(CALLS["threads"]) == {1}
     assert CALLS["most"][0] == 1  # two tasks in flight, never two forward passes
+
+
+def test_thread_tuner_measures_candidates_and_follows_the_load():
+    """Simulated machine: 2 threads are twice as fast when idle, half as fast beside a busy
+    process; the tuner uses the faster count and switches when the load changes."""
+    tuner = ThreadTuner(4, revisit=4)
+    assert tuner.candidates == [4, 2, 1]
+    busy = False
+
+    def seconds(threads: int) -> float:  # per 10 windows
+        speed = {4: 3.0, 2: 2.0, 1: 1.0} if not busy else {4: 0.3, 2: 0.5, 1: 0.9}
+        return 10 / speed[threads]
+
+    chosen = []
+    for shard in range(40):
+        busy = shard >= 20
+        threads = tuner.choose()
+        chosen.append(threads)
+        tuner.record(threads, 10, seconds(threads))
+    assert chosen[:4] == [4, 4, 2, 1]  # warm-up (discarded), then each candidate once
+    idle, loaded = chosen[4:20], chosen[28:]
+    assert idle.count(4) >= 12  # the best, but for the revisits
+    assert loaded.count(1) >= 9  # found the new best within a few revisits
