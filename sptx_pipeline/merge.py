@@ -243,8 +243,6 @@ def merge(
         job = _MergeJob(
             predictions=str(predictions_zarr),
             shard_size=int(attrs["shard_size"]),
-            windows=windows[["target_start", "target_end"]],
-            regions=regions,
             finder=finder,
             schema=scores_schema(channels, metadata),
             scores_dir=tmp_scores,
@@ -254,8 +252,14 @@ def merge(
         )
         sites_out = SitesWriter(tmp_sites, finder.tissues, metadata, row_group_rows)
         counts: dict[tuple[str, str], int] = {}
+        starts = windows["target_start"].to_numpy(np.int64)
+        ends = windows["target_end"].to_numpy(np.int64)
+        parts = [
+            Partition(key, lo, hi, starts[lo:hi], ends[lo:hi], regions.get(key, _EMPTY))
+            for key, lo, hi in ranges
+        ]
         try:
-            for key, rows, sites in _map(job, ranges, workers):
+            for key, rows, sites in _map(job, parts, workers):
                 counts[key] = rows
                 sites_out.add(sites)
         finally:
@@ -310,8 +314,6 @@ class _MergeJob:
 
     predictions: str
     shard_size: int
-    windows: pd.DataFrame  # target_start, target_end of every window, in store order
-    regions: dict[tuple[str, str], tuple]
     finder: SiteFinder
     schema: pa.Schema
     scores_dir: Path
@@ -320,30 +322,40 @@ class _MergeJob:
     floats: FloatEncoding
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Windows ``lo``..``hi - 1`` of one (chrom, strand), with their target starts and ends."""
+
+    key: tuple[str, str]
+    lo: int
+    hi: int
+    starts: np.ndarray
+    ends: np.ndarray
+    intervals: tuple[np.ndarray, np.ndarray]  # the partition's regions: sorted starts, ends
+
+
 def _map(
-    job: _MergeJob, ranges: list[tuple[tuple[str, str], int, int]], workers: int
+    job: _MergeJob, parts: list[Partition], workers: int
 ) -> Iterator[tuple[tuple[str, str], int, pa.Table | None]]:
-    """``merge_partition`` over ``ranges`` in order, here or in ``workers`` processes."""
+    """``merge_partition`` over ``parts`` in order, here or in ``workers`` processes."""
     task = functools.partial(merge_partition, job)
-    if workers == 1 or len(ranges) < 2:
-        yield from map(task, ranges)
+    if workers == 1 or len(parts) < 2:
+        yield from map(task, parts)
         return
     # Pool.__exit__ terminates the workers, so an error or a signal here stops them all.
     # "spawn": a forked child would inherit zarr's event-loop state without its thread.
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(ranges))) as pool:
-        yield from pool.imap(task, ranges)
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(parts))) as pool:
+        yield from pool.imap(task, parts)
 
 
 def merge_partition(
-    job: _MergeJob, part: tuple[tuple[str, str], int, int]
+    job: _MergeJob, part: Partition
 ) -> tuple[tuple[str, str], int, pa.Table | None]:
     """Write the scores of one partition (windows ``lo``..``hi - 1``); returns its key, row
     count and sites. Reads one prediction shard at a time."""
-    key, lo, hi = part
+    key, lo, hi = part.key, part.lo, part.hi
     probabilities = store.open_predictions(job.predictions)
-    starts = job.windows["target_start"].to_numpy(np.int64)
-    ends = job.windows["target_end"].to_numpy(np.int64)
-    intervals = job.regions.get(key, _EMPTY)
+    intervals = part.intervals
     writer = PartitionWriter(
         partition_dir(job.scores_dir, *key),
         job.schema,
@@ -358,10 +370,11 @@ def merge_partition(
         block = np.asarray(probabilities[a:b])
         found = []
         for w in range(a, b):
-            genomic = target_positions(starts[w], ends[w], *intervals)
+            start, end = int(part.starts[w - lo]), int(part.ends[w - lo])
+            genomic = target_positions(start, end, *intervals)
             if not len(genomic):
                 continue
-            rows = window_rows(block[w - a], key[1], starts[w], ends[w], genomic)
+            rows = window_rows(block[w - a], key[1], start, end, genomic)
             if np.isnan(rows[:, 1:]).any():
                 raise IncompletePredictionsError(
                     f"predictions.zarr: window {w} (shard {shard}) has unwritten (NaN) values "
