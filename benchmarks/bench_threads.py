@@ -62,10 +62,9 @@ def main() -> None:
                     for name in names:
                         key = f"{name}{' + busy' if busy else ''}"
                         out = work / f"{key}-{round_}.zarr".replace(" ", "_")
-                        best[key] = max(
-                            best.get(key, 0.0), rate(windows, out, checkpoint, CONFIGS[name])
-                        )
-                        print(f"round {round_}: {key:18s} {best[key]:.3f} windows/s", flush=True)
+                        measured = rate(windows, out, checkpoint, CONFIGS[name])
+                        best[key] = max(best.get(key, 0.0), measured)
+                        print(f"round {round_}: {key:18s} {measured:.3f} windows/s", flush=True)
             finally:
                 if spinner is not None:
                     spinner.kill()
