@@ -2,16 +2,16 @@
 
 The full-size SpTransformer geometry with random weights (flank 4000, T = 1000) over random
 windows, on CPU: predict with the default local cluster (one worker, torch threads = the cores
-granted, measured against fewer by predict's thread tuner shard by shard) and with
-``threads_per_worker: 1``, first with nothing else running, then while a busy
-process (a Python spin loop) occupies one core. Targets on an idle 2-core machine: default >=
+granted; with ``--tune``, measured against fewer by predict's thread tuner shard by shard) and
+with ``threads_per_worker: 1``, first with nothing else running, then while a busy process (a
+Python spin loop) occupies one core. Targets on an idle 2-core machine: default >=
 1.6x the one-thread run when idle, >= 0.9x of it beside the busy process. The model is loaded
 once before timing, by a first default run that also lets the tuner measure its candidates
 (model and tuner stay in this process's worker, as they do over the thousands of shards of a
-genome-wide run); shards of one window. Rounds alternate the order; the
-best of each is compared. On a machine other jobs share, "idle" is not idle: say so.
+genome-wide run); shards of one window. Rounds alternate the order; the best of each is
+compared. On a machine other jobs share, "idle" is not idle: say so.
 
-    python benchmarks/bench_threads.py [--windows 8] [--rounds 2]
+    python benchmarks/bench_threads.py [--windows 8] [--rounds 2] [--tune]
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ FLANK, CHUNK, SHARD, BATCH = 4000, 1000, 1, 1
 CONFIGS = {"default": {"type": "local"}, "1 thread": {"type": "local", "threads_per_worker": 1}}
 
 
-def rate(windows: Path, out: Path, checkpoint: Path, cluster: dict) -> float:
+def rate(windows: Path, out: Path, checkpoint: Path, cluster: dict, tune: bool) -> float:
     summary = predict(
         windows, out, str(checkpoint), device="cpu", batch_size=BATCH, cluster=cluster,
-        progress=False,
+        progress=False, tune_threads=tune,
     )  # fmt: skip
     return summary.items_per_s
 
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tune", action="store_true", help="predict(tune_threads=True)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
@@ -52,7 +53,7 @@ def main() -> None:
         checkpoint = write_random_checkpoint(work / "ckpt", seed=0)
         windows = work / "windows.zarr"
         make_windows(windows, args.windows, SHARD, chunk_size=CHUNK, flank=FLANK)
-        rate(windows, work / "warm.zarr", checkpoint, CONFIGS["default"])  # load the model
+        rate(windows, work / "warm.zarr", checkpoint, CONFIGS["default"], args.tune)  # load
         best: dict[str, float] = {}
         for busy in (False, True):
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
@@ -62,7 +63,7 @@ def main() -> None:
                     for name in names:
                         key = f"{name}{' + busy' if busy else ''}"
                         out = work / f"{key}-{round_}.zarr".replace(" ", "_")
-                        measured = rate(windows, out, checkpoint, CONFIGS[name])
+                        measured = rate(windows, out, checkpoint, CONFIGS[name], args.tune)
                         best[key] = max(best.get(key, 0.0), measured)
                         print(f"round {round_}: {key:18s} {measured:.3f} windows/s", flush=True)
             finally:

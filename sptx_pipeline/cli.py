@@ -129,6 +129,12 @@ def _add_predict(sub: Subparsers) -> None:
         help="cores granted to this job (Snakemake's {threads}): caps the local CPU workers' "
         "torch threads together, as do the CPU affinity and the SLURM allocation",
     )
+    p.add_argument(
+        "--tune-threads",
+        action="store_true",
+        help="CPU workers pick their torch threads (up to --threads) by measuring; results may "
+        "then differ from run to run in the last bit",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -147,6 +153,7 @@ def _run_predict(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         progress=not args.no_progress,
         threads=args.threads,
+        tune_threads=args.tune_threads,
     )
     record = summary.as_dict("windows")
     print(json.dumps(record))

@@ -297,6 +297,7 @@ def predict(
     progress: bool = True,
     max_in_flight: int | None = None,
     threads: int | None = None,
+    tune_threads: bool = False,
 ) -> RunSummary:
     """Score every window of ``windows_zarr`` into ``predictions_zarr`` on a Dask cluster.
 
@@ -311,6 +312,10 @@ def predict(
     affinity or SLURM allocation (:func:`runtime.granted_cores`). A local cluster runs two
     tasks per worker unless ``tasks_per_worker`` says otherwise: while one task's model runs,
     the other reads its tokens or writes its predictions (the model runs one task at a time).
+    ``tune_threads`` lets each CPU worker pick its torch threads within that cap by measurement
+    (``runtime.ThreadTuner``; not with an explicit ``threads_per_worker``). Off by default:
+    shards computed with different thread counts can differ in the last bit, so two runs would
+    no longer be bit-identical.
     """
     _check_arguments(device, precision, batch_size, output_dtype, max_retries)
     began = time.perf_counter()
@@ -360,7 +365,7 @@ def predict(
             if cluster["type"] in ("local", "local_cuda"):
                 # the workers of this machine share the cores granted to this job
                 share = granted_cores(threads) // max(1, len(client.nthreads()))
-                tune = "threads_per_worker" not in cluster  # else the user chose the threads
+                tune = tune_threads and "threads_per_worker" not in cluster
                 job = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
             started = time.perf_counter()
             counts = run_shards(

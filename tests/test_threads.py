@@ -67,6 +67,7 @@ def test_threads_cap_and_one_forward_pass_at_a_time(windows, tmp_path):
             cluster={"type": "local"},  # one worker in this process, two tasks (the default)
             progress=False,
             threads=1,
+            tune_threads=True,  # with one thread granted the tuner has nothing else to try
         )
     finally:
         torch.set_num_threads(before)

@@ -4,7 +4,7 @@ from sptx_pipeline.models import local_model_files
 
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
 NULLABLE_KEYS = ("chunk_size", "tracks_bits")
-BOOLEAN_KEYS = ("keep_predictions",)
+BOOLEAN_KEYS = ("keep_predictions", "tune_threads")
 ENV = "../envs/sptx.yaml"
 
 

@@ -27,6 +27,7 @@ rule predict:
         output_dtype=config["output_dtype"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
+        tune="--tune-threads" if config["tune_threads"] else "",
     threads: workflow.cores
     conda:
         ENV
@@ -39,5 +40,5 @@ rule predict:
         " --model {params.model:q} --device {params.device} --precision {params.precision}"
         " --batch-size {params.batch_size} --output-dtype {params.output_dtype}"
         " --max-retries {params.max_retries} --cluster {params.cluster:q} --summary {output.summary:q}"
-        " --threads {threads}"
+        " --threads {threads} {params.tune}"
         " > {log:q} 2>&1"
