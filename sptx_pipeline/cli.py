@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -123,6 +124,18 @@ def _add_predict(sub: Subparsers) -> None:
     p.add_argument(
         "--summary", help="also write the run summary (JSON) here when all shards are done"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="cores granted to this job (Snakemake's {threads}): caps the local CPU workers' "
+        "torch threads together, as do the CPU affinity and the SLURM allocation",
+    )
+    p.add_argument(
+        "--tune-threads",
+        action="store_true",
+        help="CPU workers pick their torch threads (up to --threads) by measuring; results may "
+        "then differ from run to run in the last bit",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -140,6 +153,8 @@ def _run_predict(args: argparse.Namespace) -> None:
         cluster=args.cluster,
         max_retries=args.max_retries,
         progress=not args.no_progress,
+        threads=args.threads,
+        tune_threads=args.tune_threads,
     )
     record = summary.as_dict("windows")
     print(json.dumps(record))
@@ -160,6 +175,12 @@ def _add_merge(sub: Subparsers) -> None:
         help="predict's predictions.json: removed when a shard is missing or damaged, so that "
         "the workflow runs predict again",
     )
+    p.add_argument("--workers", type=int, default=1, help="partitions merged in parallel")
+    p.add_argument(
+        "--delete-predictions",
+        action="store_true",
+        help="remove predictions.zarr once scores/ and sites.parquet are written",
+    )
     p.set_defaults(
         func=_call("merge", "merge", "windows predictions regions genes out_scores out_sites")
     )
@@ -172,14 +193,29 @@ def _add_tracks(sub: Subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--channels", type=_list, default=[], help="comma-separated (default: all)")
     p.add_argument("--workers", type=int, default=1, help="bigWig files written in parallel")
+    p.add_argument(
+        "--bits",
+        type=_bits,
+        default=options.DEFAULT_TRACKS_BITS,
+        help="round values to multiples of 2^-BITS (default %(default)s; 'exact': float32 as is)",
+    )
     p.set_defaults(func=_run_tracks)
+
+
+def _bits(text: str) -> int | None:
+    return None if text in ("exact", "null", "none") else int(text)
 
 
 def _run_tracks(args: argparse.Namespace) -> None:
     from .tracks import write_tracks
 
     write_tracks(
-        args.scores, args.fasta, args.out, channels=args.channels or None, workers=args.workers
+        args.scores,
+        args.fasta,
+        args.out,
+        channels=args.channels or None,
+        workers=args.workers,
+        bits=args.bits,
     )
 
 
@@ -192,22 +228,30 @@ def _add_query(sub: Subparsers) -> None:
     p.add_argument("--min-score", type=float, help="minimum acceptor or donor probability")
     p.add_argument("--format", choices=options.QUERY_FORMATS, default=options.DEFAULT_QUERY_FORMAT)
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=options.DEFAULT_QUERY_TABLE_MAX_ROWS,
+        help="most rows of the table format (csv, tsv and parquet are streamed, no limit)",
+    )
     p.set_defaults(func=_run_query)
 
 
 def _run_query(args: argparse.Namespace) -> None:
-    from .query import query, write_result
+    from .query import export
 
-    frame = query(
+    rows = export(
         args.results,
         args.region,
+        args.format,
+        args.output,
         strand=args.strand,
         columns=args.columns or None,
         min_score=args.min_score,
+        max_table_rows=args.max_rows,
     )
-    if frame.empty:  # a header-only file must not pass for a result
+    if rows == 0:  # a header-only file must not pass for a result
         logging.getLogger("sptx").warning("no rows in %s", args.region)
-    write_result(frame, args.format, args.output)
 
 
 def _add_plot(sub: Subparsers) -> None:
@@ -367,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         quiet_dask()
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         args.func(args)
     except PermissionError as err:  # e.g. a read-only outdir: say so, naming the path
@@ -379,7 +424,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a failure the message explains; anything else is a bug and keeps its traceback
         logging.getLogger("sptx").error("%s", err, exc_info=args.verbose)
         return 1
+    except KeyboardInterrupt:
+        # the stage's temporary outputs are gone already (atomic.atomic_path)
+        logging.getLogger("sptx").error("stopped by SIGINT (Ctrl-C)")
+        return 128 + signal.SIGINT
+    except Terminated:
+        logging.getLogger("sptx").error("stopped by SIGTERM")
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every stage removes its temporaries."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ shards that were in flight, and a corrupted shard is never taken as complete.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -56,9 +57,12 @@ from .runner import (
 from .runtime import (
     ModelSpec,
     build_model,
+    granted_cores,
     model_identity,
+    model_lock,
     resolve_device,
     score_windows,
+    thread_tuner,
     worker_model,
 )
 
@@ -78,6 +82,8 @@ class ShardJob:
     batch_size: int
     output_dtype: str
     run_id: str
+    max_threads: int | None = None  # torch threads per worker at most (CPU)
+    tune_threads: bool = False  # measure fewer threads too (CPU, no threads_per_worker given)
 
 
 # --------------------------------------------------------------------------- one shard (task)
@@ -124,9 +130,18 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
         store.clear_done(job.predictions, shard.index)
 
     device = resolve_device(job.device)
-    model = worker_model(job.model, job.model_key, device, job.precision)
+    model = worker_model(job.model, job.model_key, device, job.precision, job.max_threads)
     window_tokens = np.asarray(tokens[start:stop])
-    values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
+    # With two tasks per worker, the other task reads or writes its shard meanwhile.
+    with model_lock(job.model_key, device, job.precision):
+        tuner = thread_tuner(job.model_key, torch.get_num_threads()) if job.tune_threads else None
+        if tuner is not None and device.type == "cpu":
+            threads = tuner.choose()
+            torch.set_num_threads(threads)
+            began = time.perf_counter()
+        values = score_windows(model, window_tokens, job.batch_size, job.output_dtype, device)
+        if tuner is not None and device.type == "cpu":
+            tuner.record(threads, stop - start, time.perf_counter() - began)
     store.clear_shard(predictions, shard.index)  # a damaged old shard would be read back
     predictions[start:stop] = values
     store.mark_done(
@@ -224,6 +239,15 @@ def prepare_store(
 # ------------------------------------------------------------------------------- the driver
 
 
+def _with_local_defaults(cluster: dict[str, Any] | None) -> dict[str, Any]:
+    """The cluster mapping with predict's defaults: a local cluster runs two tasks per worker
+    (measured: benchmarks/bench_overlap.py)."""
+    config = {"type": "local", **(cluster or {})}
+    if config["type"] == "local":
+        config.setdefault("tasks_per_worker", 2)
+    return config
+
+
 def _check_arguments(
     device: str, precision: str, batch_size: int, output_dtype: str, max_retries: int
 ) -> None:
@@ -260,6 +284,8 @@ def predict(
     max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool = True,
     max_in_flight: int | None = None,
+    threads: int | None = None,
+    tune_threads: bool = False,
 ) -> RunSummary:
     """Score every window of ``windows_zarr`` into ``predictions_zarr`` on a Dask cluster.
 
@@ -268,6 +294,16 @@ def predict(
     fails more than ``max_retries`` times, or loses that many workers, stops the run.
     Returns the run's summary: shard counts (total, skipped, computed, recomputed), seconds in
     all and spent on shards, and windows/s over the latter (cluster start-up excluded).
+
+    ``threads``: the cores granted to this job (Snakemake's ``{threads}``); with a local
+    cluster, the CPU workers' torch threads together never exceed it, nor the process's CPU
+    affinity or SLURM allocation (:func:`runtime.granted_cores`). A local cluster runs two
+    tasks per worker unless ``tasks_per_worker`` says otherwise: while one task's model runs,
+    the other reads its tokens or writes its predictions (the model runs one task at a time).
+    ``tune_threads`` lets each CPU worker pick its torch threads within that cap by measurement
+    (``runtime.ThreadTuner``; not with an explicit ``threads_per_worker``). Off by default:
+    shards computed with different thread counts can differ in the last bit, so two runs would
+    no longer be bit-identical.
     """
     _check_arguments(device, precision, batch_size, output_dtype, max_retries)
     began = time.perf_counter()
@@ -313,7 +349,13 @@ def predict(
     working = 0.0
     if shards:
         worker_logs = predictions_path.parent / "logs" / "slurm"  # SLURM worker job logs
+        cluster = _with_local_defaults(cluster)
         with scheduler_settings(max_retries), open_client(cluster, device, worker_logs) as client:
+            if cluster["type"] in ("local", "local_cuda"):
+                # the workers of this machine share the cores granted to this job
+                share = granted_cores(threads) // max(1, len(client.nthreads()))
+                tune = tune_threads and "threads_per_worker" not in cluster
+                job = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
             started = time.perf_counter()
             counts = run_shards(
                 client,

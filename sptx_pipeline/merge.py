@@ -1,7 +1,9 @@
 """Merge per-window predictions into the user-facing ``scores/`` dataset and ``sites.parquet``.
 
-Windows are visited in store order (chrom, strand, tile), one prediction shard at a time, so
-memory is bounded by a shard plus one row-group buffer, never by a chromosome. Each window
+Each (chrom, strand) partition is a contiguous range of windows in store order (chrom, strand,
+tile); it is merged on its own, one prediction shard at a time, so memory is bounded by a shard
+plus one row-group buffer, never by a chromosome, and partitions can be merged in parallel
+processes (``workers``) with the same output. Each window
 contributes the positions of its target that lie inside the selected gene bodies of its
 chrom/strand; index ``i`` of a window is genomic 0-based ``target_start + i`` on ``+`` and
 ``target_end - 1 - i`` on ``-``. Outputs are written under temporary names and renamed at the end,
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,7 +36,9 @@ from .results import (
     ROWS_PER_FILE,
     SPLICE_CHANNELS,
     STRAND_DIR,
+    FloatEncoding,
     PartitionWriter,
+    float_encoding,
     parquet_writer,
     partition_dir,
     provenance_metadata,
@@ -210,14 +215,22 @@ def merge(
     row_group_rows: int = ROW_GROUP_ROWS,
     rows_per_file: int = ROWS_PER_FILE,
     predictions_summary: str | os.PathLike | None = None,
+    workers: int = 1,
+    delete_predictions: bool = False,
 ) -> dict[tuple[str, str], int]:
     """Write ``scores/`` and ``sites.parquet``; return the row count per (chrom, strand).
 
+    Each (chrom, strand) partition is merged on its own; ``workers`` > 1 merges that many at
+    once in separate processes. The output does not depend on ``workers``.
     Every shard is checked against its done marker as it is read. A missing or damaged shard
     stops the merge with an error naming it, after removing the damaged shards' markers and
     ``predictions_summary`` (predict's ``predictions.json``), so that running the same command
     again makes ``predict`` recompute just those shards.
+    ``delete_predictions`` removes ``predictions_zarr`` once both outputs are in place (it is
+    then only needed to merge again; the workflow re-runs predict in that case).
     """
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
     try:
         store.missing_shards(predictions_zarr, check=True)
     except IncompletePredictionsError as err:
@@ -225,11 +238,11 @@ def merge(
     probabilities = store.open_predictions(predictions_zarr)
     attrs = _group_attrs(predictions_zarr)
     channels = list(attrs["channels"])
-    shard_size = int(attrs["shard_size"])
     windows = pd.read_parquet(windows_parquet)
     _check_windows(windows, probabilities.shape[0], probabilities.shape[1])
+    ranges = partition_ranges(windows)
     regions = _regions_by_partition(pd.read_parquet(regions_parquet))
-    sites = SiteFinder(channels, pd.read_parquet(genes_parquet), sites_min_score)
+    finder = SiteFinder(channels, pd.read_parquet(genes_parquet), sites_min_score)
     metadata = _run_provenance(
         predictions_zarr, channels, provenance, windows_parquet, genes_parquet
     )
@@ -237,19 +250,28 @@ def merge(
     remove_stale(scores_dir, sites_parquet)
     with atomic_path(scores_dir) as tmp_scores, atomic_path(sites_parquet) as tmp_sites:
         tmp_scores.mkdir()
-        schema = scores_schema(channels, metadata)
-        sites_out = SitesWriter(tmp_sites, sites, metadata)
+        job = _MergeJob(
+            predictions=str(predictions_zarr),
+            shard_size=int(attrs["shard_size"]),
+            finder=finder,
+            schema=scores_schema(channels, metadata),
+            scores_dir=tmp_scores,
+            row_group_rows=row_group_rows,
+            rows_per_file=rows_per_file,
+            floats=float_encoding(str(probabilities.dtype)),
+        )
+        sites_out = SitesWriter(tmp_sites, finder.tissues, metadata, row_group_rows)
+        counts: dict[tuple[str, str], int] = {}
+        starts = windows["target_start"].to_numpy(np.int64)
+        ends = windows["target_end"].to_numpy(np.int64)
+        parts = [
+            Partition(key, lo, hi, starts[lo:hi], ends[lo:hi], regions.get(key, _EMPTY))
+            for key, lo, hi in ranges
+        ]
         try:
-            counts = _write(
-                windows,
-                functools.partial(_verified_shard, predictions_zarr, probabilities),
-                shard_size,
-                regions,
-                sites_out,
-                lambda key: PartitionWriter(
-                    partition_dir(tmp_scores, *key), schema, row_group_rows, rows_per_file
-                ),
-            )
+            for key, rows, sites in _map(job, parts, workers):
+                counts[key] = rows
+                sites_out.add(sites)
         except DamagedShardError as first:
             damaged = [first, *_damaged_after(predictions_zarr, probabilities, first.shard)]
             for shard in damaged:
@@ -258,21 +280,33 @@ def merge(
             _refuse("; ".join(map(str, damaged[:5])) + more, predictions_summary, cleared=True)
         finally:
             sites_out.close()
+    counts = {k: v for k, v in counts.items() if v}
     log.info(
         "merged %d positions in %d partitions into %s",
         sum(counts.values()),
         len(counts),
         scores_dir,
     )
+    if delete_predictions:
+        store.remove_store(predictions_zarr)
+        log.info("deleted %s (delete_predictions)", predictions_zarr)
     return counts
 
 
 class DamagedShardError(Exception):
-    """A prediction shard marked done whose stored values do not match its marker."""
+    """A prediction shard marked done whose stored values do not match its marker.
+
+    Its arguments are kept as they are, so that it crosses from a merge worker process
+    (pickled by its ``args``) intact.
+    """
 
     def __init__(self, path: str | os.PathLike, shard: int, lo: int, hi: int, problem: str):
-        super().__init__(f"{path}: shard {shard} (windows {lo}-{hi - 1}): {problem}")
+        super().__init__(str(path), shard, lo, hi, problem)
         self.shard = shard
+
+    def __str__(self) -> str:
+        path, shard, lo, hi, problem = self.args
+        return f"{path}: shard {shard} (windows {lo}-{hi - 1}): {problem}"
 
 
 def _verified_shard(
@@ -323,30 +357,142 @@ def _refuse(
     raise IncompletePredictionsError(f"{problem}. {advice[0].upper()}{advice[1:]}")
 
 
+def partition_ranges(windows: pd.DataFrame) -> list[tuple[tuple[str, str], int, int]]:
+    """``((chrom, strand), first window, stop window)`` of each partition, in store order.
+
+    Refuses a table whose partitions are not contiguous or whose tiles overlap or go back.
+    """
+    if windows.empty:
+        return []
+    chroms = windows["chrom"].astype(str).to_numpy()
+    strands = windows["strand"].astype(str).to_numpy()
+    starts = windows["target_start"].to_numpy(np.int64)
+    ends = windows["target_end"].to_numpy(np.int64)
+    change = np.flatnonzero((chroms[1:] != chroms[:-1]) | (strands[1:] != strands[:-1])) + 1
+    bounds = [0, *change.tolist(), len(windows)]
+    out: list[tuple[tuple[str, str], int, int]] = []
+    seen: set[tuple[str, str]] = set()
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        key = (str(chroms[lo]), str(strands[lo]))
+        if key in seen:
+            raise InputError(f"windows.parquet is not ordered: {key} appears twice")
+        seen.add(key)
+        back = np.flatnonzero(starts[lo + 1 : hi] < ends[lo : hi - 1])
+        if len(back):
+            w = lo + 1 + int(back[0])
+            raise InputError(
+                f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
+                "window; tiles must be unique and increasing"
+            )
+        out.append((key, lo, hi))
+    return out
+
+
+@dataclass(frozen=True)
+class _MergeJob:
+    """What merging one partition needs; picklable, for the worker processes."""
+
+    predictions: str
+    shard_size: int
+    finder: SiteFinder
+    schema: pa.Schema
+    scores_dir: Path
+    row_group_rows: int
+    rows_per_file: int
+    floats: FloatEncoding
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Windows ``lo``..``hi - 1`` of one (chrom, strand), with their target starts and ends."""
+
+    key: tuple[str, str]
+    lo: int
+    hi: int
+    starts: np.ndarray
+    ends: np.ndarray
+    intervals: tuple[np.ndarray, np.ndarray]  # the partition's regions: sorted starts, ends
+
+
+def _map(
+    job: _MergeJob, parts: list[Partition], workers: int
+) -> Iterator[tuple[tuple[str, str], int, pa.Table | None]]:
+    """``merge_partition`` over ``parts`` in order, here or in ``workers`` processes."""
+    task = functools.partial(merge_partition, job)
+    if workers == 1 or len(parts) < 2:
+        yield from map(task, parts)
+        return
+    # Pool.__exit__ terminates the workers, so an error or a signal here stops them all.
+    # "spawn": a forked child would inherit zarr's event-loop state without its thread.
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(parts))) as pool:
+        yield from pool.imap(task, parts)
+
+
+def merge_partition(
+    job: _MergeJob, part: Partition
+) -> tuple[tuple[str, str], int, pa.Table | None]:
+    """Write the scores of one partition (windows ``lo``..``hi - 1``); returns its key, row
+    count and sites. Reads one prediction shard at a time."""
+    key, lo, hi = part.key, part.lo, part.hi
+    probabilities = store.open_predictions(job.predictions)
+    intervals = part.intervals
+    writer = PartitionWriter(
+        partition_dir(job.scores_dir, *key),
+        job.schema,
+        job.row_group_rows,
+        job.rows_per_file,
+        job.floats,
+    )
+    sites: list[pa.Table] = []
+    first_shard, last_shard = lo // job.shard_size, (hi - 1) // job.shard_size
+    n_windows = probabilities.shape[0]
+    for shard in range(first_shard, last_shard + 1):
+        s_lo, s_hi = shard * job.shard_size, min(n_windows, (shard + 1) * job.shard_size)
+        a, b = max(lo, s_lo), min(hi, s_hi)
+        # the whole shard is read to check it against its marker; a shard that two partitions
+        # share is read by both
+        block = _verified_shard(job.predictions, probabilities, shard, s_lo, s_hi)[a - s_lo :]
+        found = []
+        for w in range(a, b):
+            start, end = int(part.starts[w - lo]), int(part.ends[w - lo])
+            genomic = target_positions(start, end, *intervals)
+            if not len(genomic):
+                continue
+            rows = window_rows(block[w - a], key[1], start, end, genomic)
+            if np.isnan(rows[:, 1:]).any():
+                raise DamagedShardError(
+                    job.predictions, shard, s_lo, s_hi, f"window {w} has NaN values"
+                )
+            writer.add(rows)
+            found.append(rows)
+        if found:
+            table = job.finder.table(key[0], key[1], np.concatenate(found))
+            if table is not None:
+                sites.append(table)
+        log.debug("merged shard %d (windows %d-%d) of %s", shard, a, b - 1, key)
+    writer.close()
+    return key, writer.rows, pa.concat_tables(sites) if sites else None
+
+
 class SitesWriter:
-    """Collects site rows per partition and writes ``sites.parquet`` in large row groups."""
+    """Writes the sites of the partitions, in the order given, in large row groups."""
 
     def __init__(
-        self, path: Path, finder: SiteFinder, metadata: dict, row_group_rows: int = ROW_GROUP_ROWS
+        self,
+        path: Path,
+        tissues: list[str],
+        metadata: dict,
+        row_group_rows: int = ROW_GROUP_ROWS,
     ) -> None:
-        self.finder = finder
         self.row_group_rows = row_group_rows
-        self.writer = parquet_writer(path, sites_schema(finder.tissues, metadata))
-        self.pending: list[np.ndarray] = []
+        self.writer = parquet_writer(path, sites_schema(tissues, metadata))
         self.tables: list[pa.Table] = []
         self.buffered = 0
 
-    def add(self, rows: np.ndarray) -> None:
-        self.pending.append(rows)
-
-    def end_batch(self, key: tuple[str, str] | None) -> None:
-        """Turn the rows added since the last call (all of partition ``key``) into sites."""
-        if key is not None and self.pending:
-            table = self.finder.table(key[0], key[1], np.concatenate(self.pending))
-            if table is not None:
-                self.tables.append(table)
-                self.buffered += len(table)
-        self.pending = []
+    def add(self, table: pa.Table | None) -> None:
+        if table is not None:
+            self.tables.append(table)
+            self.buffered += len(table)
         if self.buffered >= self.row_group_rows:
             self._flush()
 
@@ -356,62 +502,8 @@ class SitesWriter:
 
     def _flush(self) -> None:
         if self.tables:
-            self.writer.write_table(pa.concat_tables(self.tables))
+            self.writer.write_table(pa.concat_tables(self.tables), self.row_group_rows)
         self.tables, self.buffered = [], 0
-
-
-def _write(
-    windows: pd.DataFrame,
-    read_shard: Callable[[int, int, int], np.ndarray],
-    shard_size: int,
-    regions: dict[tuple[str, str], tuple],
-    sites: SitesWriter,
-    new_partition: Any,
-) -> dict[tuple[str, str], int]:
-    """The merge loop: shard by shard, window by window, partitions in window order."""
-    chroms = windows["chrom"].astype(str).to_numpy()
-    strands = windows["strand"].astype(str).to_numpy()
-    starts = windows["target_start"].to_numpy(np.int64)
-    ends = windows["target_end"].to_numpy(np.int64)
-    counts: dict[tuple[str, str], int] = {}
-    current: tuple[str, str] | None = None
-    writer: PartitionWriter | None = None
-    last_end = -1
-    for shard, lo, hi in store.shard_ranges(len(windows), shard_size):
-        block = read_shard(shard, lo, hi)
-        for w in range(lo, hi):
-            key = (chroms[w], strands[w])
-            if key != current:
-                sites.end_batch(current)
-                if writer is not None and current is not None:
-                    writer.close()
-                    counts[current] = writer.rows
-                if key in counts:
-                    raise InputError(f"windows.parquet is not ordered: {key} appears twice")
-                current, last_end, writer = key, -1, new_partition(key)
-            if starts[w] < last_end:
-                raise InputError(
-                    f"windows.parquet: window {w} ({key}) overlaps or precedes the previous "
-                    "window; tiles must be unique and increasing"
-                )
-            last_end = ends[w]
-            genomic = target_positions(starts[w], ends[w], *regions.get(key, _EMPTY))
-            if not len(genomic):
-                continue
-            rows = window_rows(block[w - lo], key[1], starts[w], ends[w], genomic)
-            if np.isnan(rows[:, 1:]).any():
-                raise DamagedShardError(
-                    "predictions.zarr", shard, lo, hi, f"window {w} has NaN values"
-                )
-            assert writer is not None  # set with the first window's partition
-            writer.add(rows)
-            sites.add(rows)
-        sites.end_batch(current)
-        log.debug("merged shard %d (windows %d-%d)", shard, lo, hi)
-    if writer is not None and current is not None:
-        writer.close()
-        counts[current] = writer.rows
-    return {k: v for k, v in counts.items() if v}
 
 
 _EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))

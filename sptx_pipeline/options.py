@@ -43,6 +43,8 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_SITES_MIN_SCORE = 0.1
 DEFAULT_VARIANT_CONVENTION: VariantConvention = "auto"
 DEFAULT_VARIANT_SHARD_SIZE = 1000
+DEFAULT_QUERY_TABLE_MAX_ROWS = 100_000  # rows the aligned table format prints at most
+DEFAULT_TRACKS_BITS = 10  # bigWig values rounded to multiples of 2^-10 (about 0.001)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -14,13 +14,18 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from .annotation import strip_version
+from .atomic import atomic_path
 from .errors import InputError, MissingInputError
-from .options import QUERY_FORMATS, QueryFormat, check_choice
+from .options import DEFAULT_QUERY_TABLE_MAX_ROWS, QUERY_FORMATS, QueryFormat, check_choice
 from .results import SCORES_PARTITIONING, STRAND_DIR, channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 ID_COLUMNS = ["chrom", "pos", "strand"]
 _RANGE = re.compile(r"^(?P<chrom>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?$")
 _INT64_MAX = 2**63 - 1
+BATCH_ROWS = 1 << 17  # rows per batch streamed to CSV, TSV or Parquet
 
 
 @dataclass(frozen=True)
@@ -133,26 +139,21 @@ def resolve(
     return region, parts
 
 
-def query(
+def query_sql(
     results_dir: str | os.PathLike,
     region: str | Region,
     strand: str | None = None,
     columns: list[str] | None = None,
     min_score: float | None = None,
-    connection: duckdb.DuckDBPyConnection | None = None,
-) -> pd.DataFrame:
-    """Scores in ``region`` as a DataFrame ``chrom, pos, strand, <channels>`` sorted by pos.
-
-    ``strand`` ('+'/'-') overrides a gene's strand; without one a coordinate region returns both
-    strands. ``min_score`` keeps rows whose acceptor or donor probability reaches it.
-    """
+) -> tuple[str | None, list[str]]:
+    """The DuckDB query of :func:`query` and its output columns (``None``: no partition)."""
     region, parts = resolve(results_dir, region, strand)
     strands = [region.strand] if region.strand else ["+", "-"]
     selected = [(s, parts[(region.chrom, s)]) for s in strands if (region.chrom, s) in parts]
     if not selected:
         log.warning("no scores on %s strand %s", region.chrom, region.strand)
         first = next(iter(parts.values()))
-        return pd.DataFrame(columns=ID_COLUMNS + (columns or channels_of(first[0])))
+        return None, ID_COLUMNS + (columns or channels_of(first[0]))
     channels = channels_of(selected[0][1][0])
     wanted = _select_columns(columns, channels)
     where = f"pos BETWEEN {int(region.start)} AND {int(region.end)}"
@@ -168,7 +169,25 @@ def query(
         + f" FROM read_parquet([{', '.join(map(_sql_str, files))}]) WHERE {where}"
         for s, files in selected
     ]
-    sql = " UNION ALL ".join(selects) + " ORDER BY pos, strand"
+    return " UNION ALL ".join(selects) + " ORDER BY pos, strand", ID_COLUMNS + wanted
+
+
+def query(
+    results_dir: str | os.PathLike,
+    region: str | Region,
+    strand: str | None = None,
+    columns: list[str] | None = None,
+    min_score: float | None = None,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Scores in ``region`` as a DataFrame ``chrom, pos, strand, <channels>`` sorted by pos.
+
+    ``strand`` ('+'/'-') overrides a gene's strand; without one a coordinate region returns both
+    strands. ``min_score`` keeps rows whose acceptor or donor probability reaches it.
+    """
+    sql, names = query_sql(results_dir, region, strand, columns, min_score)
+    if sql is None:
+        return pd.DataFrame(columns=names)
     con = connection or duckdb.connect()
     try:
         frame = con.execute(sql).fetchdf()
@@ -208,6 +227,70 @@ def read_scores(
         filters=filters or None,
         columns=wanted,
     )
+
+
+def export(
+    results_dir: str | os.PathLike,
+    region: str | Region,
+    fmt: QueryFormat,
+    output: str | os.PathLike | None = None,
+    strand: str | None = None,
+    columns: list[str] | None = None,
+    min_score: float | None = None,
+    max_table_rows: int = DEFAULT_QUERY_TABLE_MAX_ROWS,
+) -> int:
+    """Write the rows of :func:`query` as ``fmt`` to ``output`` (standard output if None)
+    without holding them all: CSV, TSV and Parquet are written batch by batch as DuckDB
+    produces them; the aligned table refuses more than ``max_table_rows`` rows (a table that
+    size is read by a program, not a person). Returns the number of rows written."""
+    check_choice("format", fmt, QUERY_FORMATS)
+    if fmt == "parquet" and output is None:
+        raise InputError("parquet output needs a file: pass -o/--output")
+    sql, names = query_sql(results_dir, region, strand, columns, min_score)
+    if sql is None:
+        frame = pd.DataFrame(columns=names)
+        write_result(frame, fmt, output)
+        return 0
+    con = duckdb.connect()
+    try:
+        if fmt == "table":
+            frame = con.execute(f"{sql} LIMIT {int(max_table_rows) + 1}").fetchdf()
+            if len(frame) > max_table_rows:
+                raise InputError(
+                    f"the query returns more than {max_table_rows:,} rows, too many for the "
+                    "table format: write them with --format csv, tsv or parquet (-o FILE), "
+                    "narrow the region, or raise --max-rows"
+                )
+            write_result(frame, fmt, output)
+            return len(frame)
+        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        return _write_batches(reader, fmt, output)
+    finally:
+        con.close()
+
+
+def _write_batches(reader: pa.RecordBatchReader, fmt: QueryFormat, output: Any) -> int:
+    """Stream ``reader``'s batches into a CSV/TSV (file or standard output) or Parquet file."""
+    rows = 0
+    if fmt == "parquet":
+        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += len(batch)
+        return rows
+    options = pa_csv.WriteOptions(
+        delimiter="," if fmt == "csv" else "\t", quoting_style="none", quoting_header="none"
+    )
+    sink = pa.output_stream(str(output)) if output is not None else sys.stdout.buffer
+    with pa_csv.CSVWriter(sink, reader.schema, write_options=options) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += len(batch)
+    if output is not None:
+        sink.close()
+    else:
+        sys.stdout.flush()
+    return rows
 
 
 def _select_columns(columns: list[str] | None, channels: list[str]) -> list[str]:

@@ -27,6 +27,10 @@ __all__ = [
     "OUTPUT_DTYPES",
     "ModelSpec",
     "build_model",
+    "ThreadTuner",
+    "granted_cores",
+    "thread_tuner",
+    "model_lock",
     "model_identity",
     "resolve_device",
     "score_windows",
@@ -83,23 +87,107 @@ def model_identity(model: ScoringModel) -> dict[str, Any]:
 
 
 _MODELS: dict[tuple[str, str, str], ScoringModel] = {}
+_MODEL_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_TUNERS: dict[tuple[str, int], ThreadTuner] = {}
 _LOCK = threading.Lock()
 
 
-def worker_model(spec: ModelSpec, key: str, device: torch.device, precision: str) -> ScoringModel:
+def granted_cores(requested: int | None = None) -> int:
+    """The cores this process may use: its CPU affinity, capped by the SLURM allocation
+    (``SLURM_CPUS_PER_TASK``, else ``SLURM_CPUS_ON_NODE``) and by ``requested`` (e.g. the
+    threads Snakemake gave the job), never fewer than one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limits = [cores or 1]
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            limits.append(int(value))
+            break
+    if requested:
+        limits.append(requested)
+    return max(1, min(limits))
+
+
+def worker_model(
+    spec: ModelSpec, key: str, device: torch.device, precision: str, max_threads: int | None = None
+) -> ScoringModel:
     """The model ``spec`` on ``device``, loaded once per process and kept under ``key``.
 
     ``key`` names the weights (e.g. their hash plus a token of ``spec``). On CPU the torch
-    thread count is set from the worker's settings (``TORCH_THREADS_ENV``) first.
+    thread count is set first: the worker's share (``TORCH_THREADS_ENV``), at most
+    ``max_threads``.
     """
-    if device.type == "cpu" and os.environ.get(TORCH_THREADS_ENV):
-        torch.set_num_threads(int(os.environ[TORCH_THREADS_ENV]))
+    if device.type == "cpu":
+        threads = [int(os.environ[TORCH_THREADS_ENV])] if os.environ.get(TORCH_THREADS_ENV) else []
+        threads += [max_threads] if max_threads else []
+        if threads and torch.get_num_threads() != min(threads):
+            torch.set_num_threads(min(threads))
     cache_key = (key, str(device), precision)
     with _LOCK:
         if cache_key not in _MODELS:
             log.info("loading model on %s (%s)", device, precision)
             _MODELS[cache_key] = build_model(spec, device, precision)
+            _MODEL_LOCKS[cache_key] = threading.Lock()
         return _MODELS[cache_key]
+
+
+class ThreadTuner:
+    """Chooses a CPU worker's torch threads by measuring them, shard by shard.
+
+    The cores a worker is granted are not the cores it gets on a node that other jobs share:
+    one torch thread per granted core then runs slower than fewer threads would. The tuner
+    measures windows/s at each candidate (the grant, then halved down to one), uses the best,
+    and every ``revisit`` shards measures another candidate again, so it follows the load.
+    The first measurement (model warm-up) is discarded.
+    """
+
+    def __init__(self, most: int, revisit: int = 8) -> None:
+        self.candidates = sorted({max(1, most >> k) for k in range(most.bit_length())})[::-1]
+        self.revisit = revisit
+        self.rates: dict[int, float] = {}
+        self.shards = 0
+        self._warm = False
+        self._best: int | None = None
+
+    def choose(self) -> int:
+        """The thread count for the next shard."""
+        untried = [c for c in self.candidates if c not in self.rates]
+        if not self._warm or untried:
+            return untried[0] if self._warm else self.candidates[0]
+        best = max(self.rates, key=lambda c: self.rates[c])
+        others = [c for c in self.candidates if c != best]
+        if others and self.shards % self.revisit == 0:
+            return others[(self.shards // self.revisit) % len(others)]
+        return best
+
+    def record(self, threads: int, windows: int, seconds: float) -> None:
+        """The time ``threads`` took for ``windows`` windows."""
+        self.shards += 1
+        if not self._warm:
+            self._warm = True
+            return
+        rate = windows / max(seconds, 1e-9)
+        old = self.rates.get(threads)
+        self.rates[threads] = rate if old is None else (old + rate) / 2
+        best = max(self.rates, key=lambda c: self.rates[c])
+        if best != self._best and len(self.rates) == len(self.candidates):
+            shown = ", ".join(f"{c}: {r:.3g}" for c, r in sorted(self.rates.items()))
+            log.info("torch threads: %d (windows/s by threads: %s)", best, shown)
+            self._best = best
+
+
+def thread_tuner(key: str, most: int) -> ThreadTuner:
+    """This process's tuner for model ``key`` with at most ``most`` threads."""
+    with _LOCK:
+        return _TUNERS.setdefault((key, most), ThreadTuner(most))
+
+
+def model_lock(key: str, device: torch.device, precision: str) -> threading.Lock:
+    """The lock of a model loaded by :func:`worker_model`: one forward pass at a time, so that
+    two tasks of a worker overlap one's Zarr I/O with the other's compute instead of splitting
+    the device between two passes."""
+    with _LOCK:
+        return _MODEL_LOCKS[(key, str(device), precision)]
 
 
 @torch.inference_mode()

@@ -11,6 +11,7 @@ Sharding keeps the file count at about one object per shard (plus its marker).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -223,3 +224,20 @@ def clear_done(path: str | os.PathLike, shard: int) -> None:
 def remove_store(path: str | os.PathLike) -> None:
     """Delete a store directory (a prediction store being started afresh)."""
     shutil.rmtree(path, ignore_errors=False)
+
+
+def finish_pending_io(timeout: float = 30.0) -> None:
+    """Wait for the reads and writes zarr still has in flight in its I/O thread.
+
+    An ``array[...] = values`` interrupted by a signal stops waiting, but zarr's event loop
+    goes on writing; deleting the store before that write lands would leave a directory that
+    the write re-creates. Call this before removing a store that was being written.
+    """
+    from zarr.core.sync import _get_loop
+
+    async def pending() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    asyncio.run_coroutine_threadsafe(pending(), _get_loop()).result(timeout + 1)

@@ -206,5 +206,9 @@ def _write_store(
         **package_provenance(),
     }
     tokens = store.create_windows(path, len(table), chunk_size + 2 * flank, shard_size, attrs)
-    for _, start, stop in store.shard_ranges(len(table), shard_size):
-        tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
+    try:
+        for _, start, stop in store.shard_ranges(len(table), shard_size):
+            tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
+    except BaseException:  # a signal: let the write in flight land before the store is removed
+        store.finish_pending_io()
+        raise

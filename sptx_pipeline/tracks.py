@@ -3,15 +3,22 @@
 Chromosome sizes come from the FASTA index (pyfaidx). Entries are written chromosome by
 chromosome in FASTA order, sorted by position, one base each (adjacent positions with the same
 value are merged into one entry), so they never overlap; the Parquet files are read in batches,
-so memory stays bounded by a batch. Values are stored as float32, exactly the Parquet values.
+so memory stays bounded by a batch.
+
+Values are rounded to multiples of ``2**-bits`` (default 10 bits: steps of 1/1024, at most
+0.00049 from the Parquet value; ``bits=None`` keeps the float32 values exactly). A browser
+cannot show more, and rounding turns the long stretches of near-0 or near-1 probabilities into
+runs of equal values, which bigWig stores as one entry each: on SpliceAI's output the tracks
+shrink several-fold (``benchmarks/bench_encodings.py``). pybigtools writes bedGraph sections
+(one entry per run), its only section type.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ import pyfaidx
 
 from .atomic import atomic_path, remove_stale
 from .errors import InputError, MissingInputError
+from .options import DEFAULT_TRACKS_BITS
 from .results import STRAND_DIR, channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
@@ -48,15 +56,24 @@ def runs(pos: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return pos[first] - 1, pos[last], values[first]
 
 
+def rounded(values: np.ndarray, bits: int | None) -> np.ndarray:
+    """float32 ``values`` rounded to the nearest multiple of ``2**-bits`` (as is when None)."""
+    values = np.asarray(values, dtype=np.float32)
+    if bits is None:
+        return values
+    scale = float(2**bits)
+    return (np.round(values.astype(np.float64) * scale) / scale).astype(np.float32)
+
+
 def _entries(
-    files_by_chrom: dict[str, list[str]], sizes: dict[str, int], channel: str
+    files_by_chrom: dict[str, list[str]], sizes: dict[str, int], channel: str, bits: int | None
 ) -> Iterator[tuple[str, int, int, float]]:
     for chrom in sizes:
         last_end = 0
         for path in files_by_chrom.get(chrom, []):
             for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=["pos", channel]):
                 pos = batch.column(0).to_numpy()
-                values = batch.column(1).to_numpy().astype(np.float32)
+                values = rounded(batch.column(1).to_numpy(), bits)
                 if pos[0] <= last_end or np.any(np.diff(pos) <= 0):
                     raise InputError(f"{path}: pos is not strictly increasing")
                 if pos[-1] > sizes[chrom]:
@@ -81,8 +98,11 @@ def write_tracks(
     out_dir: str | os.PathLike,
     channels: list[str] | None = None,
     workers: int = 1,
+    bits: int | None = DEFAULT_TRACKS_BITS,
 ) -> list[Path]:
     """Write ``<channel>.<plus|minus>.bw`` for each channel and strand that has scores.
+
+    Values are rounded to multiples of ``2**-bits`` (None: the exact float32 values).
 
     A strand without any scores gets no file (a bigWig cannot be empty); that is logged.
     Each file is written under a temporary name and renamed when complete;
@@ -98,6 +118,8 @@ def write_tracks(
         raise InputError(
             f"contigs {unknown} of {scores} are not in {fasta}: is this the run's FASTA?"
         )
+    if bits is not None and not 0 <= bits <= 23:
+        raise InputError(f"bits must be between 0 and 23 (float32), or None; got {bits}")
     available = channels_of(next(iter(parts.values()))[0])
     channels = list(channels or available)
     missing = [c for c in channels if c not in available]
@@ -111,11 +133,15 @@ def write_tracks(
         if not files:
             log.warning("no scores on strand %s: no %s tracks written", strand, strand)
             continue
-        jobs += [(out_dir / track_name(c, strand), files, sizes, c) for c in channels]
+        jobs += [(out_dir / track_name(c, strand), files, sizes, c, bits) for c in channels]
     remove_stale(*(path for path, *_ in jobs))
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-            list(pool.map(_write_one, *zip(*jobs, strict=True)))
+        try:
+            # Pool.__exit__ terminates the workers: an error or a signal here stops them all
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                pool.starmap(_write_one, jobs)
+        finally:
+            remove_stale(*(path for path, *_ in jobs))  # of workers terminated mid-file
     else:
         for job in jobs:
             _write_one(*job)
@@ -123,9 +149,9 @@ def write_tracks(
 
 
 def _write_one(
-    path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str
+    path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str, bits: int | None
 ) -> None:
     """One bigWig file, written atomically (a separate process when ``workers`` > 1)."""
     with atomic_path(path, keep_suffix=True) as tmp:  # pybigtools goes by the extension
-        pybigtools.open(str(tmp), "w").write(sizes, _entries(files, sizes, channel))
+        pybigtools.open(str(tmp), "w").write(sizes, _entries(files, sizes, channel, bits))
     log.info("wrote %s", path)

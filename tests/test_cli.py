@@ -29,7 +29,7 @@ def test_other_exceptions_keep_their_traceback(tmp_path, monkeypatch, bug):
     def broken(*args, **kwargs):
         raise bug
 
-    monkeypatch.setattr("sptx_pipeline.query.query", broken)
+    monkeypatch.setattr("sptx_pipeline.query.export", broken)  # what `sptx query` calls
     with pytest.raises(type(bug)):
         main(["query", str(tmp_path), "chr1:1-10"])
 

@@ -31,6 +31,7 @@ DEFAULTS = {
     "max_retries": options.DEFAULT_MAX_RETRIES,
     "sites_min_score": options.DEFAULT_SITES_MIN_SCORE,
     "variant_shard_size": options.DEFAULT_VARIANT_SHARD_SIZE,
+    "tracks_bits": options.DEFAULT_TRACKS_BITS,
 }
 
 

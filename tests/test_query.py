@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sptx_pipeline.cli import main
-from sptx_pipeline.query import query, read_scores, write_result
+from sptx_pipeline.errors import InputError
+from sptx_pipeline.query import export, query, read_scores, write_result
 from sptx_pipeline.results import SCORES_PARTITIONING
 from tests.results_fixtures import build_run
 
@@ -236,3 +237,24 @@ def test_unversioned_par_y_id_names_the_same_gene_as_the_genes_filter(run, every
     genes.to_parquet(outdir / "genes.parquet", index=False)
     assert filter_genes(genes, names=["G6"]).gene_id.tolist() == ["G6.1_PAR_Y"]
     _assert_same(query(outdir, "G6"), _filter(everything, "chrB", 37, 1163, "-"))
+
+
+def test_export_streams_every_format_and_limits_the_table(run, tmp_path, capfdbinary):
+    """CSV/TSV/Parquet are streamed in batches (any size); the table refuses past its limit."""
+    frame = query(run.outdir, "chrA")  # both strands, every channel
+    assert len(frame) > 600
+    for fmt, sep in (("csv", ","), ("tsv", "\t")):
+        assert export(run.outdir, "chrA", fmt, tmp_path / f"a.{fmt}") == len(frame)
+        back = pd.read_csv(tmp_path / f"a.{fmt}", sep=sep)
+        assert back.columns.tolist() == frame.columns.tolist()
+        assert back[["chrom", "pos", "strand"]].equals(frame[["chrom", "pos", "strand"]])
+        np.testing.assert_allclose(back.iloc[:, 3:], frame.iloc[:, 3:], rtol=1e-6)
+    assert export(run.outdir, "chrA", "parquet", tmp_path / "a.parquet") == len(frame)
+    _assert_same(pd.read_parquet(tmp_path / "a.parquet"), frame)
+    assert export(run.outdir, "chrA:1-50", "csv", strand="+", columns=["donor"]) == 50
+    lines = capfdbinary.readouterr().out.decode().splitlines()
+    assert lines[0] == "chrom,pos,strand,donor" and len(lines) == 51
+    with pytest.raises(InputError, match="--format csv"):
+        export(run.outdir, "chrA", "table", max_table_rows=len(frame) - 1)
+    assert export(run.outdir, "chrA", "table", max_table_rows=len(frame)) == len(frame)
+    assert main(["query", str(run.outdir), "chrA", "--max-rows", "10"]) == 1

@@ -218,3 +218,21 @@ def test_rerun_after_a_crash_resumes_predict(run):
     summary = json.loads((out / "predictions.json").read_text())
     assert (summary["computed"], summary["skipped"]) == (1, n_shards - 1)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "scores"), before)
+
+
+def test_keep_predictions_false(run, tmp_path):
+    """merge deletes predictions.zarr; a later change that re-runs merge re-runs predict first."""
+    out, _, _ = run
+    checkpoint = json.loads((out / "model.json").read_text())["source"]
+    lean = tmp_path / "lean"
+    config = (f"model={checkpoint}", f"outdir={lean}", "keep_predictions=false")
+    snakemake(tmp_path, *config)
+    assert not (lean / "predictions.zarr").exists()
+    assert not (lean / "predictions.json").exists()  # temp(): gone once merge consumed it
+    pd.testing.assert_frame_equal(pd.read_parquet(lean / "scores"), pd.read_parquet(out / "scores"))
+    assert "Nothing to be done" in snakemake(tmp_path, *config)  # the deletions are not staleness
+    output = snakemake(tmp_path, *config, "sites_min_score=0.5")
+    assert "(Rule: predict)" in output and "(Rule: merge)" in output
+    sites = pd.read_parquet(lean / "sites.parquet")
+    assert len(sites) and (sites["score"] >= 0.5).all()
+    assert not (lean / "predictions.zarr").exists()

@@ -9,20 +9,23 @@ from snakemake.exceptions import WorkflowError
 from sptx_pipeline.models import local_model_files
 
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
+NULLABLE_KEYS = ("chunk_size", "tracks_bits", "vcf", "variant_distance", "saturate")
+BOOLEAN_KEYS = ("keep_predictions", "tune_threads", "variant_mask")
 ENV = "../envs/sptx.yaml"
 
 
 def normalise_config(cfg):
-    """Accept `--config genes=A,B` and `--config chunk_size=null` from the command line."""
+    """Accept `--config genes=A,B`, `chunk_size=null` and `keep_predictions=false` from the
+    command line (Snakemake passes them as strings)."""
     for key in LIST_KEYS:
         if isinstance(cfg.get(key), str):
             cfg[key] = [item for item in cfg[key].split(",") if item]
-    for key in ("chunk_size", "vcf", "variant_distance", "saturate"):
-        if str(cfg.get(key)).lower() in ("null", "none", ""):
+    for key in NULLABLE_KEYS:
+        if key in cfg and str(cfg[key]).lower() in ("null", "none", ""):
             cfg[key] = None
-    if isinstance(cfg.get("variant_mask"), str):  # --config variant_mask=true
-        flag = cfg["variant_mask"].lower()
-        cfg["variant_mask"] = {"true": True, "false": False}.get(flag, cfg["variant_mask"])
+    for key in BOOLEAN_KEYS:
+        if isinstance(cfg.get(key), str) and cfg[key].lower() in ("true", "false"):
+            cfg[key] = cfg[key].lower() == "true"
 
 
 def _unknown_keys(prefix, instance, known):
@@ -88,11 +91,12 @@ def csv(values):
     return ",".join(values)
 
 
-def predict_threads(wildcards):
-    """Every core of a local run (``--cores``), as predict is the one rule that wants them all.
+def all_cores(wildcards):
+    """Every core of a local run (``--cores``): for predict and variants (torch threads), merge
+    and tracks (one process per partition or file).
 
     Under a cluster executor there is no ``--cores`` (``workflow.cores`` raises); there the
-    profile's ``set-threads`` gives predict its CPUs, and without one it asks for 1.
+    profile's ``set-threads`` gives each rule its CPUs, and without one it asks for 1.
     """
     try:
         return workflow.cores

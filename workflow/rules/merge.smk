@@ -27,9 +27,11 @@ rule merge:
     params:
         store=rules.predict.params.store,
         sites_min_score=config["sites_min_score"],
+        delete="" if config["keep_predictions"] else "--delete-predictions",
         provenance=json.dumps(
             {"config": {key: config[key] for key in PROVENANCE_KEYS}}, sort_keys=True
         ),
+    threads: all_cores  # (chrom, strand) partitions merged in parallel, one process each
     conda:
         ENV
     log:
@@ -42,4 +44,5 @@ rule merge:
         " --out-scores {output.scores:q} --out-sites {output.sites:q}"
         " --sites-min-score {params.sites_min_score} --provenance {params.provenance:q}"
         " --predictions-summary {input.predictions:q}"
+        " --workers {threads} {params.delete}"
         " > {log:q} 2>&1"

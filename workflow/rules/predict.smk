@@ -11,7 +11,13 @@ rule predict:
         windows=rules.tile.output.zarr,
         model=rules.model.output.info,
     output:
-        summary=f"{OUT}/predictions.json",
+        # temp() with keep_predictions: false: merge deletes the store, and Snakemake deletes
+        # this summary, so that a later merge re-run makes predict run again first
+        summary=(
+            f"{OUT}/predictions.json"
+            if config["keep_predictions"]
+            else temp(f"{OUT}/predictions.json")
+        ),
     params:
         store=f"{OUT}/predictions.zarr",
         model=config["model"],
@@ -21,7 +27,8 @@ rule predict:
         output_dtype=config["output_dtype"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
-    threads: predict_threads
+        tune="--tune-threads" if config["tune_threads"] else "",
+    threads: all_cores
     conda:
         ENV
     log:
@@ -33,4 +40,5 @@ rule predict:
         " --model {params.model:q} --device {params.device} --precision {params.precision}"
         " --batch-size {params.batch_size} --output-dtype {params.output_dtype}"
         " --max-retries {params.max_retries} --cluster {params.cluster:q} --summary {output.summary:q}"
+        " --threads {threads} {params.tune}"
         " > {log:q} 2>&1"

@@ -7,7 +7,8 @@ rule tracks:
         tracks=directory(f"{OUT}/tracks"),
     params:
         channels=csv(config["tracks_channels"]),
-    threads: 4  # bigWig files written in parallel, one process each
+        bits="exact" if config["tracks_bits"] is None else config["tracks_bits"],
+    threads: all_cores  # bigWig files written in parallel, one process each
     conda:
         ENV
     log:
@@ -16,4 +17,4 @@ rule tracks:
         f"{OUT}/benchmarks/tracks.tsv"
     shell:
         "sptx tracks --scores {input.scores:q} --fasta {input.fasta:q} --out {output.tracks:q}"
-        " --channels={params.channels:q} --workers {threads} > {log:q} 2>&1"
+        " --channels={params.channels:q} --bits {params.bits} --workers {threads} > {log:q} 2>&1"

@@ -29,7 +29,7 @@ rule variants:
         batch_size=config["batch_size"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
-    threads: predict_threads
+    threads: all_cores
     conda:
         ENV
     log:
