@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from dask.base import tokenize
 
 from . import store
-from .cluster import open_client
 from .errors import InputError, InputMismatchError, MissingInputError
 from .lock import holds_store_lock
 from .options import (
@@ -45,20 +43,12 @@ from .options import (
     Precision,
     check_choice,
 )
-from .runner import (
-    RunSummary,
-    Shard,
-    ShardResult,
-    run_shards,
-    scheduler_settings,
-    shard_grid,
-    summarise,
-)
+from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
 from .runtime import (
     ModelSpec,
-    build_model,
     granted_cores,
-    model_identity,
+    identify,
+    model_key,
     model_lock,
     resolve_device,
     score_windows,
@@ -313,9 +303,7 @@ def predict(
     flank, chunk_size = int(windows_attrs["flank"]), int(windows_attrs["chunk_size"])
     shard_size = int(windows_attrs["shard_size"])
 
-    local = build_model(model, torch.device("cpu"), precision)  # for geometry and identity
-    identity = model_identity(local)
-    del local
+    identity = identify(model, precision)  # geometry and weights' hash
     if identity["flank"] != flank or tokens.shape[1] != chunk_size + 2 * flank:
         raise InputMismatchError(
             f"{windows_path} was tiled for flank {flank} (window length {tokens.shape[1]}) but "
@@ -329,48 +317,44 @@ def predict(
     )
 
     shards = shard_grid(tokens.shape[0], shard_size)
-    marked = store.done_shards(predictions_path)
-    # Marked shards first: verifying them is quick and settles the progress bar's total.
-    ordered = [s for s in shards if s.index in marked] + [
-        s for s in shards if s.index not in marked
-    ]
     job = ShardJob(
         windows=str(windows_path),
         predictions=str(predictions_path),
         model=model,
-        model_key=f"{identity['weights_sha256']}-{tokenize(model)}",
+        model_key=model_key(identity, model),
         device=device,
         precision=precision,
         batch_size=batch_size,
         output_dtype=output_dtype,
         run_id=uuid.uuid4().hex[:12],
     )
-    counts: Counter = Counter()
-    working = 0.0
-    if shards:
-        worker_logs = predictions_path.parent / "logs" / "slurm"  # SLURM worker job logs
-        cluster = _with_local_defaults(cluster)
-        with scheduler_settings(max_retries), open_client(cluster, device, worker_logs) as client:
-            if cluster["type"] in ("local", "local_cuda"):
-                # the workers of this machine share the cores granted to this job
-                share = granted_cores(threads) // max(1, len(client.nthreads()))
-                tune = tune_threads and "threads_per_worker" not in cluster
-                job = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
-            started = time.perf_counter()
-            counts = run_shards(
-                client,
-                functools.partial(process_shard, job),
-                ordered,
-                run_id=job.run_id,
-                desc="predict",
-                unit="win",
-                noun="windows",
-                max_retries=max_retries,
-                max_in_flight=max_in_flight,
-                progress=progress,
-            )
-            working = time.perf_counter() - started
-    summary = summarise(shards, counts, job.run_id, began, working)
+    cluster = _with_local_defaults(cluster)
+
+    def make_task(client: Any) -> Callable[[Shard], ShardResult]:
+        """The shard task, with the torch threads of this machine's workers capped to their
+        share of the cores granted to this job."""
+        tuned = job
+        if cluster["type"] in ("local", "local_cuda"):
+            share = granted_cores(threads) // max(1, len(client.nthreads()))
+            tune = tune_threads and "threads_per_worker" not in cluster
+            tuned = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
+        return functools.partial(process_shard, tuned)
+
+    summary = run_stage(
+        make_task,
+        resume_order(shards, store.done_shards(predictions_path)),
+        cluster=cluster,
+        device=device,
+        run_id=job.run_id,
+        began=began,
+        desc="predict",
+        unit="win",
+        noun="windows",
+        max_retries=max_retries,
+        log_directory=predictions_path.parent / "logs" / "slurm",  # SLURM worker job logs
+        max_in_flight=max_in_flight,
+        progress=progress,
+    )
     log.info(
         "predict: %d shards, %d skipped, %d computed (%d recomputed); %.1f windows/s",
         summary.shards,

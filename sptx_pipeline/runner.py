@@ -9,10 +9,11 @@ failed ``max_retries`` times. ``RunSummary`` is what a stage reports and writes 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,59 @@ def run_shards(
             bar.set_postfix(skipped=counts["skipped"], done=counts["computed"], refresh=False)
             submit_next()
     return counts
+
+
+def resume_order(shards: Sequence[Shard], done: set[int]) -> list[Shard]:
+    """Shards with a done marker first: verifying them is quick and settles the progress
+    bar's total before the long computations start."""
+    return [s for s in shards if s.index in done] + [s for s in shards if s.index not in done]
+
+
+def run_stage(
+    make_task: Callable[[Any], Callable[[Shard], ShardResult]],
+    shards: Sequence[Shard],
+    *,
+    cluster: Mapping[str, Any] | None,
+    device: str,
+    run_id: str,
+    began: float,
+    desc: str,
+    unit: str,
+    noun: str,
+    max_retries: int,
+    log_directory: str | os.PathLike | None = None,
+    max_in_flight: int | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run a stage's shards on the Dask cluster ``cluster`` and summarise the run.
+
+    ``make_task(client)`` returns the picklable task (it may tune the task to the workers the
+    client sees); ``log_directory`` is where SLURM worker jobs write their logs; ``began``
+    is the stage's start (``time.perf_counter()``). Nothing is started when there are no
+    shards. See :func:`run_shards` for the rest.
+    """
+    from .cluster import open_client
+
+    counts: Counter = Counter()
+    working = 0.0
+    if shards:
+        with scheduler_settings(max_retries), open_client(cluster, device, log_directory) as client:
+            task = make_task(client)
+            started = time.perf_counter()
+            counts = run_shards(
+                client,
+                task,
+                shards,
+                run_id=run_id,
+                desc=desc,
+                unit=unit,
+                noun=noun,
+                max_retries=max_retries,
+                max_in_flight=max_in_flight,
+                progress=progress,
+            )
+            working = time.perf_counter() - started
+    return summarise(shards, counts, run_id, began, working)
 
 
 def _task_error(result: Any) -> Any:

@@ -31,7 +31,9 @@ __all__ = [
     "granted_cores",
     "thread_tuner",
     "model_lock",
+    "identify",
     "model_identity",
+    "model_key",
     "resolve_device",
     "score_windows",
     "worker_model",
@@ -84,6 +86,19 @@ def model_identity(model: ScoringModel) -> dict[str, Any]:
         "weights_sha256": digest.hexdigest(),
         "provenance": dict(model.provenance),
     }
+
+
+def identify(spec: ModelSpec, precision: str) -> dict[str, Any]:
+    """:func:`model_identity` of ``spec``, loaded once on the CPU (the driver needs the
+    model's geometry and weights' hash before any worker loads it)."""
+    return model_identity(build_model(spec, torch.device("cpu"), precision))
+
+
+def model_key(identity: dict[str, Any], spec: ModelSpec) -> str:
+    """The name a worker keeps a model under: its weights' hash and a token of its source."""
+    from dask.base import tokenize
+
+    return f"{identity['weights_sha256']}-{tokenize(spec)}"
 
 
 _MODELS: dict[tuple[str, str, str], ScoringModel] = {}

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +33,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from dask.base import tokenize
 
 from . import store
 from .atomic import atomic_path, remove_path, remove_stale, write_text
-from .cluster import open_client
 from .errors import IncompletePredictionsError, InputError, MissingInputError
 from .genome import COMPLEMENT, contig_lengths, encode, open_fasta, reconcile_contigs
+from .lock import holds_store_lock
 from .options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
@@ -56,23 +54,8 @@ from .options import (
 )
 from .provenance import package_provenance, sha256_file
 from .results import provenance_metadata, read_provenance, write_table
-from .runner import (
-    RunSummary,
-    Shard,
-    ShardResult,
-    run_shards,
-    scheduler_settings,
-    shard_grid,
-    summarise,
-)
-from .runtime import (
-    ModelSpec,
-    build_model,
-    model_identity,
-    resolve_device,
-    score_windows,
-    worker_model,
-)
+from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
+from .runtime import ModelSpec, identify, model_key, resolve_device, score_windows, worker_model
 from .variant_effects import (
     DELTA_KEYS,
     TISSUES,
@@ -516,6 +499,7 @@ def _prepare_work(work: Path, fingerprint: dict[str, Any]) -> bool:
     return False
 
 
+@holds_store_lock("out_parquet", purpose="variants")  # one run per output and work dir
 def score_variants(
     vcf: str | os.PathLike,
     fasta: str | os.PathLike,
@@ -552,9 +536,7 @@ def score_variants(
         if not Path(path).is_file():
             raise MissingInputError(f"{what} file not found: {path}")
     remove_stale(out_parquet, out_vcf, f"{out_vcf}.tbi")
-    local = build_model(model, torch.device("cpu"), precision)
-    identity = model_identity(local)
-    del local
+    identity = identify(model, precision)
     chosen = resolve_convention(convention, identity["channels"])
     distance = DEFAULT_DISTANCE[chosen] if distance is None else int(distance)
     if not 0 <= distance < 5000:
@@ -598,10 +580,6 @@ def score_variants(
     log.info("%s: %d records, convention %s, D=%d", vcf, n_records, chosen, distance)
 
     shards = shard_grid(n_records, shard_size)
-    marked = store.done_shards(work)
-    ordered = [s for s in shards if s.index in marked] + [
-        s for s in shards if s.index not in marked
-    ]
     job = VariantJob(
         work=str(work),
         fasta=str(Path(fasta).resolve()),
@@ -609,29 +587,26 @@ def score_variants(
         exons=str(Path(exons).resolve()) if exons else None,
         settings=settings,
         model=model,
-        model_key=f"{identity['weights_sha256']}-{tokenize(model)}",
+        model_key=model_key(identity, model),
         device=device,
         precision=precision,
         batch_size=batch_size,
         run_id=uuid.uuid4().hex[:12],
     )
-    counts: Counter = Counter()
-    working = 0.0
-    if shards:
-        with scheduler_settings(max_retries), open_client(cluster, device) as client:
-            started = time.perf_counter()
-            counts = run_shards(
-                client,
-                functools.partial(process_variant_shard, job),
-                ordered,
-                run_id=job.run_id,
-                desc="variants",
-                unit="var",
-                noun="records",
-                max_retries=max_retries,
-                progress=progress,
-            )
-            working = time.perf_counter() - started
+    summary = run_stage(
+        lambda client: functools.partial(process_variant_shard, job),
+        resume_order(shards, store.done_shards(work)),
+        cluster=cluster,
+        device=device,
+        run_id=job.run_id,
+        began=began,
+        desc="variants",
+        unit="var",
+        noun="records",
+        max_retries=max_retries,
+        log_directory=out_parquet.parent / "logs" / "slurm",  # SLURM worker job logs
+        progress=progress,
+    )
     provenance = {
         "inputs": inputs,
         "model": model_record,
@@ -640,7 +615,6 @@ def score_variants(
     }
     table = write_results(work, shards, out_parquet, provenance, chosen)
     write_vcf(vcf, out_vcf, table, chosen, provenance)
-    summary = summarise(shards, counts, job.run_id, began, working)
     log.info(
         "variants: %d records in %d shards (%d skipped); %.1f records/s",
         n_records,

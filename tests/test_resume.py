@@ -165,7 +165,8 @@ def test_shard_that_keeps_killing_workers_stops_the_run(tmp_path):
     with pytest.raises(RuntimeError, match=r"shard 1 \(windows 4-7\) failed after 1 retries"):
         predict(
             windows, tmp_path / "p.zarr", StandInFactory(die_on_all_n=True), device="cpu",
-            cluster={"type": "local", "n_workers": 1, "processes": True}, max_retries=1,
+            cluster={"type": "local", "n_workers": 1, "processes": True, "tasks_per_worker": 1},
+            max_retries=1,
             progress=False,
         )  # fmt: skip
     assert 1 not in store.done_shards(tmp_path / "p.zarr")
