@@ -15,7 +15,11 @@ Same process, CPU, float32, one torch thread, the same SNVs of the bundled chr19
 
 Weights are random with the published geometry (speed does not depend on the values).
 
-    python benchmarks/bench_variants.py [--variants 6] [--repeats 2]
+    python benchmarks/bench_variants.py [--variants 6] [--alts 1] [--repeats 2]
+
+``--alts 3`` scores every SNV of each position (a saturation table, or multi-allelic records):
+the REF window of a position and strand is then computed once for its three ALTs, where the
+official algorithm computes it once per ALT.
 
 Rounds alternate between the methods and the best time of each is reported.
 """
@@ -47,12 +51,16 @@ TOKEN = {"A": 0, "C": 1, "G": 2, "T": 3}
 SWAP = {"A": "G", "C": "T", "G": "A", "T": "C"}
 
 
-def write_vcf(path: Path, fasta: pyfaidx.Fasta, n: int) -> list[tuple[int, str, str]]:
-    variants = []
+def write_vcf(path: Path, fasta: pyfaidx.Fasta, n: int, alts: int) -> list[tuple[int, str, str]]:
+    """``n`` positions with ``alts`` ALTs each (1: a transition; 3: every SNV, as saturation
+    writes them); returns one (pos, ref, alt) per ALT, the variants the official tool scores."""
+    variants, lines = [], []
     for pos in sorted(POSITIONS[:n]):
         ref = fasta["chr19"][pos - 1 : pos].upper()
-        variants.append((pos, ref, SWAP[ref]))
-    body = "".join(f"chr19\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in variants)
+        chosen = [SWAP[ref]] + [b for b in "ACGT" if b not in (ref, SWAP[ref])][: alts - 1]
+        variants += [(pos, ref, alt) for alt in chosen]
+        lines.append(f"chr19\t{pos}\t.\t{ref}\t{','.join(chosen)}\t.\t.\t.\n")
+    body = "".join(lines)
     path.write_text(
         "##fileformat=VCFv4.2\n##contig=<ID=chr19>\n"
         "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + body
@@ -85,6 +93,7 @@ def time_official(forward, windows) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=int, default=6, help=f"1..{len(POSITIONS)}")
+    parser.add_argument("--alts", type=int, default=1, choices=(1, 2, 3), help="ALTs per position")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds, best kept")
     args = parser.parse_args()
@@ -99,7 +108,7 @@ def main() -> None:
         select_genes(GTF, FASTA, genes, tmp / "regions.parquet", gene_types=[], out_exons=exons)
         fasta = pyfaidx.Fasta(str(FASTA), as_raw=True)
         vcf = tmp / "in.vcf"
-        variants = write_vcf(vcf, fasta, args.variants)
+        variants = write_vcf(vcf, fasta, args.variants, args.alts)
         annotation = Annotation.load(str(FASTA), str(genes), str(exons))
 
         def strands_of(pos: int) -> list[str]:
@@ -165,7 +174,10 @@ def main() -> None:
         shard_seconds = best["shards"]
 
     n = len(variants)
-    print(f"{n} SNVs, {n_strand_variants} variant x strand scorings, {len(distinct)} windows")
+    print(
+        f"{n} SNVs at {args.variants} positions, {n_strand_variants} variant x strand scorings, "
+        f"{len(distinct)} distinct windows"
+    )
     print(f"sptx variants (whole stage):       {n / stage:.4f} variants/s ({stage:.1f} s)")
     print(f"official algorithm, SpTransformerModel forward: {n / official_mm:.4f} variants/s")
     print(
