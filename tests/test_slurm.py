@@ -321,7 +321,11 @@ def test_a_job_slurm_refuses_fails_predict_with_slurms_reason(tmp_path):
     log = (tmp_path / "predict.log").read_text()
     assert returncode != 0, log
     assert seconds < 60, f"took {seconds:.0f} s"
-    error = re.search(r"^RuntimeError: SLURM refused a worker job: (sbatch: error: .*)$", log, re.M)
+    error = re.search(
+        r"^sptx_pipeline\.errors\.ClusterError: SLURM refused a worker job: (sbatch: error: .*)$",
+        log,
+        re.M,
+    )
     assert error, log[-3000:]
     assert "Requested node configuration is not available" in error.group(1)
     assert "AssertionError" not in log
@@ -337,7 +341,8 @@ def test_a_job_that_never_starts_fails_predict_after_wait_timeout(tmp_path):
     log = (tmp_path / "predict.log").read_text()
     assert returncode != 0 and 10 <= seconds < 60, (seconds, log[-3000:])
     assert re.search(
-        r"^RuntimeError: no Dask worker connected for 10 s \(cluster option wait_timeout\); "
+        r"^sptx_pipeline\.errors\.ClusterError: "
+        r"no Dask worker connected for 10 s \(cluster option wait_timeout\); "
         r"SLURM says: job \d+: PENDING \(BeginTime\)",
         log,
         re.M,
@@ -366,7 +371,8 @@ def test_losing_every_worker_with_no_replacement_fails_predict_after_wait_timeou
     log = (tmp_path / "predict.log").read_text()
     assert returncode != 0 and 30 <= seconds < 90, (seconds, log[-3000:])
     assert re.search(
-        r"^RuntimeError: no Dask worker connected for 30 s \(cluster option wait_timeout\); "
+        r"^sptx_pipeline\.errors\.ClusterError: "
+        r"no Dask worker connected for 30 s \(cluster option wait_timeout\); "
         r"SLURM says: .*job \d+: PENDING \(PartitionDown\)",
         log,
         re.M,
