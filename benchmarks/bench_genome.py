@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+from sptx_pipeline.testing import WIDE_CHANNELS, StandInFactory  # noqa: E402
+
 # GRCh38 primary assembly chromosome lengths (UCSC hg38 naming), 3,088,269,832 bases in all
 GRCH38 = {
     "chr1": 248_956_422, "chr2": 242_193_529, "chr3": 198_295_559, "chr4": 190_214_555,
@@ -184,10 +186,8 @@ def genome_wide_counts(genes: pd.DataFrame, gene_types: list[str]) -> dict[str, 
 
 
 def wide_factory() -> Any:
-    """The stand-in model with SpTransformer's 18 channels (see ``stand_in_wide.WideStandIn``)."""
-    from stand_in_wide import WideStandInFactory
-
-    return WideStandInFactory(flank=FLANK, hidden=8)
+    """The test suite's stand-in model with SpTransformer's 18 channels."""
+    return StandInFactory(flank=FLANK, hidden=8, channels=WIDE_CHANNELS)
 
 
 def run_stage(stage: str, work: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -406,8 +406,6 @@ def main() -> None:
         "large_query_end": 10_000_000,
         "workers": args.workers,
     }
-
-    from stand_in_wide import WIDE_CHANNELS
 
     n_channels = len(WIDE_CHANNELS)
     results: dict[str, dict[str, Any]] = {}

@@ -27,16 +27,18 @@ from torch import nn
 
 from . import store
 from .models.base import ScoringModel
+from .models.sptransformer import SPTRANSFORMER_CHANNELS
 
 CHANNELS = ("no_splice", "acceptor", "donor", "tissue_a", "tissue_b")
+WIDE_CHANNELS = SPTRANSFORMER_CHANNELS  # SpTransformer's 18, for size and speed benchmarks
 THREADED = {"type": "local", "processes": False}  # a cluster of threads in this process
 
 
 class StandInModel(ScoringModel):
-    """One-hot -> dilated conv (receptive field 2 * flank + 1) -> ReLU -> 1x1 conv."""
+    """One-hot -> dilated conv (receptive field 2 * flank + 1) -> ReLU -> 1x1 conv with one
+    output per channel (the splice channels first, softmax; the rest sigmoid)."""
 
     default_chunk_size = 100
-    channels = CHANNELS
 
     def __init__(
         self,
@@ -47,8 +49,10 @@ class StandInModel(ScoringModel):
         signal_dir: str | None = None,
         fail_on_all_n: bool = False,
         die_on_all_n: bool = False,
+        channels: tuple[str, ...] = CHANNELS,
     ) -> None:
         super().__init__()
+        self.channels = channels
         if flank % 10:
             raise ValueError("flank must be a multiple of 10 (kernel 11, dilation flank / 5)")
         self.flank = flank
@@ -58,7 +62,7 @@ class StandInModel(ScoringModel):
         self.die_on_all_n = die_on_all_n
         generator = torch.Generator().manual_seed(seed)
         self.conv = nn.Conv1d(5, hidden, kernel_size=11, dilation=flank // 5)
-        self.head = nn.Conv1d(hidden, len(CHANNELS), kernel_size=1)
+        self.head = nn.Conv1d(hidden, len(channels), kernel_size=1)
         with torch.no_grad():
             for param in self.parameters():
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
@@ -89,6 +93,7 @@ class StandInFactory:
     signal_dir: str | None = None
     fail_on_all_n: bool = False
     die_on_all_n: bool = False
+    channels: tuple[str, ...] = CHANNELS
 
     def __call__(self) -> StandInModel:
         return StandInModel(
@@ -99,6 +104,7 @@ class StandInFactory:
             self.signal_dir,
             self.fail_on_all_n,
             self.die_on_all_n,
+            self.channels,
         )
 
 

@@ -58,24 +58,31 @@ def read_only_dir(tmp_path):
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-def test_a_read_only_outdir_is_named_on_the_terminal(tmp_path, read_only_dir):
-    """Through Snakemake: the failed job's log reaches the terminal, and it names the path."""
+def _snakemake(tmp_path: Path, *config: str, target: Path | None = None) -> str:
+    """Run the workflow on the bundled example with ``config`` overrides; it must fail.
+    Returns what reached the terminal (stdout and stderr)."""
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "snakemake", str(read_only_dir / "genes.parquet")),
+            *(sys.executable, "-m", "snakemake", *([str(target)] if target else [])),
             *("--snakefile", str(REPO / "Snakefile")),
             *("--directory", str(tmp_path), "--cores", "1"),
             *("--configfile", str(REPO / "config" / "config.yaml")),
-            *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}", "model=m"),
-            f"outdir={read_only_dir}",
+            *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}", *config),
         ],
         capture_output=True,
         text=True,
         env=ENV,
         cwd=tmp_path,
     )
-    output = result.stdout + result.stderr
     assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+def test_a_read_only_outdir_is_named_on_the_terminal(tmp_path, read_only_dir):
+    """Through Snakemake: the failed job's log reaches the terminal, and it names the path."""
+    output = _snakemake(
+        tmp_path, "model=m", f"outdir={read_only_dir}", target=read_only_dir / "genes.parquet"
+    )
     assert "Logfile" in output  # show-failed-logs, from the workflow's default profile
     line = next(text for text in output.splitlines() if "ERROR sptx" in text)
     assert "permission denied" in line and f"{read_only_dir}/." in line
@@ -107,21 +114,7 @@ def test_model_info_checks_the_weights_header(tmp_path):
 def test_a_bad_checkpoint_stops_the_workflow_at_the_model_rule(tmp_path):
     _, truncated, _ = _bad_checkpoints(tmp_path)
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
-            *("--directory", str(tmp_path), "--cores", "1"),
-            *("--configfile", str(REPO / "config" / "config.yaml")),
-            *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}"),
-            *(f"model={truncated}", f"outdir={out}"),
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    output = _snakemake(tmp_path, f"model={truncated}", f"outdir={out}")
     assert "Error in rule model" in output
     assert f"{truncated}/model.safetensors is not a complete safetensors file" in output
     assert not (out / "windows.parquet").exists() and not (out / "logs" / "tile.log").exists()
