@@ -124,12 +124,7 @@ def _add_predict(sub: Subparsers) -> None:
     p.add_argument(
         "--summary", help="also write the run summary (JSON) here when all shards are done"
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="cores granted to this job (Snakemake's {threads}): caps the local CPU workers' "
-        "torch threads together, as do the CPU affinity and the SLURM allocation",
-    )
+    _add_threads(p)
     p.add_argument(
         "--tune-threads",
         action="store_true",
@@ -309,7 +304,17 @@ def _add_variants(sub: Subparsers) -> None:
     p.add_argument("--cluster", type=json.loads, default={}, help="cluster mapping as JSON")
     p.add_argument("--max-retries", type=int, default=options.DEFAULT_MAX_RETRIES)
     p.add_argument("--no-progress", action="store_true")
+    _add_threads(p)
     p.set_defaults(func=_run_variants)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="cores granted to this job (Snakemake's {threads}): caps the local CPU workers' "
+        "torch threads together, as do the CPU affinity and the SLURM allocation",
+    )
 
 
 def _run_variants(args: argparse.Namespace) -> None:
@@ -344,6 +349,7 @@ def _run_variants(args: argparse.Namespace) -> None:
         cluster=args.cluster,
         max_retries=args.max_retries,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     print(json.dumps(summary.as_dict("records")))
 

@@ -46,8 +46,8 @@ from .options import (
 from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
 from .runtime import (
     ModelSpec,
-    granted_cores,
     identify,
+    local_thread_cap,
     model_key,
     model_lock,
     resolve_device,
@@ -333,12 +333,11 @@ def predict(
     def make_task(client: Any) -> Callable[[Shard], ShardResult]:
         """The shard task, with the torch threads of this machine's workers capped to their
         share of the cores granted to this job."""
-        tuned = job
-        if cluster["type"] in ("local", "local_cuda"):
-            share = granted_cores(threads) // max(1, len(client.nthreads()))
-            tune = tune_threads and "threads_per_worker" not in cluster
-            tuned = dataclasses.replace(job, max_threads=max(1, share), tune_threads=tune)
-        return functools.partial(process_shard, tuned)
+        cap = local_thread_cap(cluster, len(client.nthreads()), threads)
+        tune = cap is not None and tune_threads and "threads_per_worker" not in cluster
+        return functools.partial(
+            process_shard, dataclasses.replace(job, max_threads=cap, tune_threads=tune)
+        )
 
     summary = run_stage(
         make_task,

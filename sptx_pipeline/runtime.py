@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,15 @@ def granted_cores(requested: int | None = None) -> int:
     if requested:
         limits.append(requested)
     return max(1, min(limits))
+
+
+def local_thread_cap(cluster: Mapping[str, Any], n_workers: int, threads: int | None) -> int | None:
+    """Torch threads at most per worker of a local cluster: its share of the cores granted to
+    this job (``threads``: Snakemake's ``{threads}``). None elsewhere: a SLURM or remote worker
+    owns the cores of its own job."""
+    if cluster.get("type", "local") not in ("local", "local_cuda"):
+        return None
+    return max(1, granted_cores(threads) // max(1, n_workers))
 
 
 def worker_model(

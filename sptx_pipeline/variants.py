@@ -16,6 +16,7 @@ indel and MNV.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -55,7 +56,15 @@ from .options import (
 from .provenance import package_provenance, sha256_file
 from .results import provenance_metadata, read_provenance, write_table
 from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
-from .runtime import ModelSpec, identify, model_key, resolve_device, score_windows, worker_model
+from .runtime import (
+    ModelSpec,
+    identify,
+    local_thread_cap,
+    model_key,
+    resolve_device,
+    score_windows,
+    worker_model,
+)
 from .variant_effects import (
     DELTA_KEYS,
     TISSUES,
@@ -402,6 +411,7 @@ class VariantJob:
     precision: str
     batch_size: int
     run_id: str
+    max_threads: int | None = None  # torch threads per worker at most (CPU)
 
 
 def part_path(work: str | os.PathLike, shard: int) -> Path:
@@ -451,7 +461,7 @@ def process_variant_shard(job: VariantJob, shard: Shard) -> ShardResult:
         filters=[("record", ">=", shard.start), ("record", "<", shard.stop)],
     )
     device = resolve_device(job.device)
-    model = worker_model(job.model, job.model_key, device, job.precision)
+    model = worker_model(job.model, job.model_key, device, job.precision, job.max_threads)
     table = score_records(records, _annotation(job), job.settings, model, job.batch_size, device)
     part = part_path(job.work, shard.index)
     with atomic_path(part) as tmp:
@@ -519,6 +529,7 @@ def score_variants(
     max_retries: int = DEFAULT_MAX_RETRIES,
     progress: bool = True,
     work_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> RunSummary:
     """Score every record x ALT x overlapping gene of ``vcf``; write Parquet and VCF.gz.
 
@@ -526,6 +537,8 @@ def score_variants(
     needed for ``mask``). ``distance``: ``D`` (default 50 for ``spliceai``, 100 for
     ``sptransformer``). Sharded over Dask like ``predict``, resumable through the work
     directory (default: ``<out_parquet>.work``). Returns the run summary in records.
+    ``threads``: the cores granted to this job, which a local cluster's workers share for
+    their torch threads, as in ``predict``.
     """
     began = time.perf_counter()
     if shard_size < 1 or batch_size < 1 or max_retries < 0:
@@ -594,7 +607,12 @@ def score_variants(
         run_id=uuid.uuid4().hex[:12],
     )
     summary = run_stage(
-        lambda client: functools.partial(process_variant_shard, job),
+        lambda client: functools.partial(
+            process_variant_shard,
+            dataclasses.replace(
+                job, max_threads=local_thread_cap(cluster or {}, len(client.nthreads()), threads)
+            ),
+        ),
         resume_order(shards, store.done_shards(work)),
         cluster=cluster,
         device=device,

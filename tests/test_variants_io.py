@@ -12,15 +12,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pysam
 import pytest
+import torch
 
 from sptx_pipeline.annotation import select_genes
-from sptx_pipeline.testing import THREADED, StandInFactory
+from sptx_pipeline.testing import THREADED, StandInFactory, StandInModel
 from sptx_pipeline.variants import query_variant, saturation_vcf, score_variants
 from sptx_pipeline.vcf import END_INFO, VCFFormatError
 from tests.genome_fixtures import REPO, write_fasta
@@ -285,3 +288,31 @@ def test_unsorted_input_is_written_in_its_order_without_index(genome, tmp_path, 
     assert not (tmp_path / "variants.vcf.gz.tbi").exists()
     assert "no tabix index" in caplog.text
     assert not list(tmp_path.glob(".*tmp*"))  # no temporaries left
+
+
+class _ThreadRecorder(StandInModel):
+    """Records torch's thread count at every forward pass."""
+
+    seen: ClassVar[set[int]] = set()
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return super().logits(tokens)
+
+
+@dataclass(frozen=True)
+class _ThreadRecorderFactory:
+    def __call__(self) -> _ThreadRecorder:
+        return _ThreadRecorder()
+
+
+def test_torch_threads_follow_the_cores_granted(genome, edge, tmp_path):
+    """As in predict: a local worker's torch threads are capped by the job's ``threads``."""
+    _, vcf, _ = edge
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # more than granted below
+    try:
+        run(genome, vcf, tmp_path, model=_ThreadRecorderFactory(), threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert _ThreadRecorder.seen == {1}

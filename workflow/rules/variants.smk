@@ -41,6 +41,6 @@ rule variants:
         " --exons {input.exons:q} --model {params.model:q} --convention {params.convention}"
         " {params.distance} {params.mask} --shard-size {params.shard_size}"
         " --batch-size {params.batch_size} --device {params.device}"
-        " --precision {params.precision} --max-retries {params.max_retries}"
+        " --precision {params.precision} --max-retries {params.max_retries} --threads {threads}"
         " --cluster {params.cluster:q} --out-parquet {output.parquet:q}"
         " --out-vcf {output.vcf:q} > {log:q} 2>&1"
