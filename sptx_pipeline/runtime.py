@@ -258,8 +258,8 @@ def _calls(
     n: int, batch_size: int, substitutions: Substitutions
 ) -> list[tuple[list[int], list[int]]]:
     """Rows of each model call: ``(rows, [])`` for a plain batch, ``(REF rows, ALT rows)`` for
-    REFs with the ALTs derived from them (an ALT whose REF is itself derived is plain, and so
-    are the ALTs beyond ``batch_size - 1`` of one REF)."""
+    REFs with the ALTs derived from them. An ALT whose REF is itself an ALT is a plain window,
+    and so are the ALTs of one REF beyond the first ``batch_size - 1``."""
     alts_of: dict[int, list[int]] = {}
     for alt, (ref, _, _) in sorted(substitutions.items()):
         derived = alts_of.setdefault(ref, [])

@@ -169,7 +169,8 @@ class WindowSet:
     """Distinct model inputs: identical token windows share one slot (one forward pass).
 
     An ALT window of the same length as its REF window (SNV, MNV) also records the REF slot and
-    the span where the two differ (``substitutions``), so a model that can reuses the REF pass.
+    the span where the two differ (``substitutions``): a model that can reuse the REF pass for
+    the ALT (``runtime.score_windows``) then does.
     """
 
     def __init__(self) -> None:

@@ -13,6 +13,11 @@ that make it fast without changing the numbers beyond float rounding:
 
 Folding is done on the fly from the stored parameters (it costs microseconds), so the
 state dict stays the multimolecule one and there is no separate "fused" mode to get wrong.
+
+``substituted_logits`` scores ALT windows that differ from a REF window on a few positions (SNVs,
+MNVs): the conv encoders are local, so each ALT's activations are computed only where they can
+differ from the REF pass's (the span grown by every conv's reach) and read from the REF pass
+elsewhere; the transformer, which is global, then runs on the whole ALT windows.
 """
 
 from __future__ import annotations
