@@ -36,6 +36,7 @@ __all__ = [
     "model_key",
     "resolve_device",
     "score_windows",
+    "Substitutions",
     "worker_model",
 ]
 
@@ -214,6 +215,9 @@ def model_lock(key: str, device: torch.device, precision: str) -> threading.Lock
         return _MODEL_LOCKS[(key, str(device), precision)]
 
 
+Substitutions = Mapping[int, tuple[int, int, int]]  # ALT row -> (REF row, start, stop)
+
+
 @torch.inference_mode()
 def score_windows(
     model: ScoringModel,
@@ -221,20 +225,69 @@ def score_windows(
     batch_size: int = 8,
     output_dtype: str = "float32",
     device: torch.device | str = "cpu",
+    substitutions: Substitutions | None = None,
 ) -> np.ndarray:
-    """``postprocess(model(tokens))`` in batches: ``[n, L]`` uint8 -> ``[n, L - 2F, C]``."""
+    """``postprocess(model(tokens))`` in batches: ``[n, L]`` uint8 -> ``[n, L - 2F, C]``.
+
+    ``substitutions``: ALT rows that equal a REF row outside ``[start, stop)``. For a model that
+    reuses the REF pass (``reuses_reference``) each REF goes through the model with its ALTs
+    (``forward_substituted``, at most ``max(batch_size, 2)`` windows a call); the outputs equal
+    plain forwards up to float rounding. Other models ignore them.
+    """
     n, length = tokens.shape
     target = length - 2 * model.flank
     n_channels = len(model.channels)
     out = np.empty((n, target, n_channels), dtype=output_dtype)
     torch_dtype = getattr(torch, output_dtype)
-    for begin in range(0, n, batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(tokens[begin : begin + batch_size]))
-        probs = model.postprocess(model(batch.to(device).long()))
-        if tuple(probs.shape) != (len(batch), target, n_channels):
-            raise ValueError(
-                f"{type(model).__name__} returned shape {tuple(probs.shape)} for {len(batch)} "
-                f"windows; expected {(len(batch), target, n_channels)}"
+    use: Substitutions = (substitutions or {}) if model.reuses_reference else {}
+    for refs, alts in _calls(n, batch_size, use):
+        batch = torch.from_numpy(tokens[refs]).to(device).long()
+        if alts:
+            position = {row: i for i, row in enumerate(refs)}
+            logits = model.forward_substituted(
+                batch,
+                torch.from_numpy(tokens[alts]).to(device).long(),
+                [position[use[a][0]] for a in alts],
+                [use[a][1:] for a in alts],
             )
-        out[begin : begin + len(batch)] = probs.to(torch_dtype).cpu().numpy()
+        else:
+            logits = model(batch)
+        probs = model.postprocess(logits)
+        rows = refs + alts
+        if tuple(probs.shape) != (len(rows), target, n_channels):
+            raise ValueError(
+                f"{type(model).__name__} returned shape {tuple(probs.shape)} for {len(rows)} "
+                f"windows; expected {(len(rows), target, n_channels)}"
+            )
+        out[rows] = probs.to(torch_dtype).cpu().numpy()
     return out
+
+
+def _calls(
+    n: int, batch_size: int, substitutions: Substitutions
+) -> list[tuple[list[int], list[int]]]:
+    """Rows of each model call: ``(rows, [])`` for a plain batch, ``(REF rows, ALT rows)`` for
+    REFs with the ALTs derived from them. An ALT whose REF is itself an ALT is a plain window,
+    and so are the ALTs of one REF beyond the first ``batch_size - 1``."""
+    alts_of: dict[int, list[int]] = {}
+    for alt, (ref, _, _) in sorted(substitutions.items()):
+        derived = alts_of.setdefault(ref, [])
+        if ref not in substitutions and len(derived) < max(batch_size - 1, 1):
+            derived.append(alt)
+    alts_of = {ref: alts for ref, alts in alts_of.items() if alts}
+    grouped = set(alts_of).union(*alts_of.values())
+    plain = [row for row in range(n) if row not in grouped]
+    calls: list[tuple[list[int], list[int]]] = [
+        (plain[i : i + batch_size], []) for i in range(0, len(plain), batch_size)
+    ]
+    refs: list[int] = []
+    alts: list[int] = []
+    for ref, derived in sorted(alts_of.items()):
+        if refs and len(refs) + len(alts) + 1 + len(derived) > max(batch_size, 2):
+            calls.append((refs, alts))
+            refs, alts = [], []
+        refs.append(ref)
+        alts += derived
+    if refs:
+        calls.append((refs, alts))
+    return calls

@@ -3,7 +3,8 @@
 The driver reads the VCF once (``vcf.read_records``) into ``<out>.work/records.parquet``
 and runs one Dask task per shard of ``shard_size`` records through ``runner.run_shards``. A
 task cuts the REF and ALT windows of its records, scores each *distinct* window once (windows
-grouped by length into batches, ``runtime.score_windows``), computes the scores of the chosen
+grouped by length into batches, ``runtime.score_windows``; an SNV or MNV ALT window from its REF
+window's pass where the model supports it), computes the scores of the chosen
 convention (``variant_effects``), writes ``parts/part-<shard>.parquet`` and then a done marker
 with the part's SHA-256 (``store.mark_done``). A rerun skips shards whose part matches its
 marker, so a killed run resumes and gives the same bytes. Once every shard is done the parts
@@ -174,18 +175,32 @@ def encode_spliceai(sequence: str) -> np.ndarray:
 
 
 class WindowSet:
-    """Distinct model inputs: identical token windows share one slot (one forward pass)."""
+    """Distinct model inputs: identical token windows share one slot (one forward pass).
+
+    An ALT window of the same length as its REF window (SNV, MNV) also records the REF slot and
+    the span where the two differ (``substitutions``): a model that can reuse the REF pass for
+    the ALT (``runtime.score_windows``) then does.
+    """
 
     def __init__(self) -> None:
         self.slots: dict[bytes, int] = {}
         self.windows: list[np.ndarray] = []
+        self.substitutions: dict[int, tuple[int, int, int]] = {}  # slot -> (REF, start, stop)
 
-    def add(self, tokens: np.ndarray) -> int:
+    def add(self, tokens: np.ndarray, reference: int | None = None) -> int:
+        """The slot of ``tokens``; ``reference``: the slot of the REF window it is an ALT of."""
         key = tokens.tobytes()
-        if key not in self.slots:
-            self.slots[key] = len(self.windows)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = len(self.windows)
             self.windows.append(tokens)
-        return self.slots[key]
+            if reference is not None and len(self.windows[reference]) == len(tokens):
+                changed = np.flatnonzero(self.windows[reference] != tokens)
+                if changed.size:
+                    self.substitutions[slot] = (reference, int(changed[0]), int(changed[-1]) + 1)
+        elif reference is None:
+            self.substitutions.pop(slot, None)  # a REF window too: scored in full
+        return slot
 
     def score(self, model: Any, batch_size: int, device: Any) -> list[np.ndarray]:
         """Outputs ``[T, C]`` per slot; windows of one length go through the model together."""
@@ -195,10 +210,15 @@ class WindowSet:
             by_length[len(window)].append(slot)
         for _, slots in sorted(by_length.items()):
             batch = np.stack([self.windows[s] for s in slots])
-            for slot, probs in zip(
-                slots, score_windows(model, batch, batch_size, "float32", device), strict=True
-            ):
-                outputs[slot] = probs
+            row = {slot: i for i, slot in enumerate(slots)}
+            substitutions = {
+                row[alt]: (row[ref], start, stop)
+                for alt, (ref, start, stop) in self.substitutions.items()
+                if alt in row
+            }
+            probs = score_windows(model, batch, batch_size, "float32", device, substitutions)
+            for slot, values in zip(slots, probs, strict=True):
+                outputs[slot] = values
         return outputs  # type: ignore[return-value]
 
 
@@ -327,11 +347,12 @@ def plan_records(
                         [ref[:half], encode(alt.upper()), ref[half + len(rec.ref) :]]
                     )
                 boundaries = annotation.boundaries.get(str(gene.gene_id), np.empty(0, np.int64))
+                ref_slot = windows.add(_oriented(ref, gene.strand))
                 out.append(
                     Pending(
                         row=row,
-                        ref_slot=windows.add(_oriented(ref, gene.strand)),
-                        alt_slot=windows.add(_oriented(alt_tokens, gene.strand)),
+                        ref_slot=ref_slot,
+                        alt_slot=windows.add(_oriented(alt_tokens, gene.strand), ref_slot),
                         ref_len=len(rec.ref),
                         alt_len=len(alt),
                         strand=str(gene.strand),

@@ -3,11 +3,15 @@
 The pipeline only relies on this: ``flank``, ``channels``, ``default_chunk_size``,
 ``model(tokens) -> logits [B, T, C]`` and ``model.postprocess(logits) -> probabilities``.
 Nothing downstream may assume a particular model family, channel count or flank.
+``forward_substituted`` (REF windows with ALT windows that differ from them on a span) works
+for every model; a model whose ``reuses_reference`` is true computes it faster than two plain
+forwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,6 +34,7 @@ class ScoringModel(nn.Module):
     flank: int
     channels: tuple[str, ...]
     default_chunk_size: int
+    reuses_reference = False  # True where substituted_logits is cheaper than plain forwards
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,7 +45,55 @@ class ScoringModel(nn.Module):
         """Raw outputs ``[B, T, C]`` for the centre ``T = L - 2 * flank`` positions."""
         raise NotImplementedError
 
+    def substituted_logits(
+        self,
+        ref: torch.Tensor,
+        alt: torch.Tensor,
+        rows: Sequence[int],
+        spans: Sequence[tuple[int, int]],
+    ) -> torch.Tensor:
+        """Logits ``[R + N, T, C]`` of REF windows ``ref`` then ALT windows ``alt``, where
+        ``alt[i]`` equals ``ref[rows[i]]`` outside ``spans[i] = (start, stop)``.
+
+        This default is one plain forward of both; a model that can reuse the REF pass for
+        the ALTs overrides it (same outputs up to float rounding) and sets ``reuses_reference``.
+        """
+        return self.logits(torch.cat([ref, alt]))
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._check_tokens(tokens)
+        with self._autocast(tokens.device):
+            out = self.logits(tokens)
+        return self._checked_output(out)
+
+    def forward_substituted(
+        self,
+        ref: torch.Tensor,
+        alt: torch.Tensor,
+        rows: Sequence[int],
+        spans: Sequence[tuple[int, int]],
+    ) -> torch.Tensor:
+        """:meth:`substituted_logits` with the checks and autocast of :meth:`forward`."""
+        self._check_tokens(ref)
+        self._check_tokens(alt)
+        length = ref.shape[1]
+        if alt.shape[1] != length or not len(alt) == len(rows) == len(spans):
+            raise ValueError(
+                f"{len(alt)} ALT windows of length {alt.shape[1]} with {len(rows)} REF rows and "
+                f"{len(spans)} spans; expected one each, of the REF length {length}"
+            )
+        outside = torch.ones(alt.shape, dtype=torch.bool, device=alt.device)
+        for i, (row, (start, stop)) in enumerate(zip(rows, spans, strict=True)):
+            if not (0 <= row < len(ref) and 0 <= start < stop <= length):
+                raise ValueError(f"ALT {i}: REF row {row} or span [{start}, {stop}) out of range")
+            outside[i, start:stop] = False
+        if len(alt) and (alt != ref[list(rows)])[outside].any():
+            raise ValueError("an ALT window differs from its REF window outside its span")
+        with self._autocast(ref.device):
+            out = self.substituted_logits(ref, alt, rows, spans)
+        return self._checked_output(out)
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 2 or tokens.dtype.is_floating_point:
             raise ValueError(
                 f"expected integer tokens of shape [B, L], got {tuple(tokens.shape)} {tokens.dtype}"
@@ -50,8 +103,8 @@ class ScoringModel(nn.Module):
                 f"window length {tokens.shape[1]} leaves no target: it must exceed "
                 f"2 * flank = {2 * self.flank}"
             )
-        with self._autocast(tokens.device):
-            out = self.logits(tokens)
+
+    def _checked_output(self, out: torch.Tensor) -> torch.Tensor:
         out = out.float()
         if not torch.isfinite(out).all():
             raise FloatingPointError(

@@ -24,6 +24,7 @@ Method = Literal["auto", "fft", "direct"]
 FRAME = 256  # FFT length; 128..256 measured best for 11 and 21 taps (benchmarks/bench_model.py)
 MIN_FFT_WORK = 1024  # input channels x taps below which the direct convolution is as fast
 GROUP = 4  # windows per overlap-save pass: bounds the temporaries (~20 MB at 128 x 9,000)
+Spectra = dict[int, tuple[torch.Tensor, torch.Tensor]]  # kernel spectra by frame length
 
 
 def same_conv1d(
@@ -32,20 +33,27 @@ def same_conv1d(
     bias: torch.Tensor,
     dilation: int,
     method: Method = "auto",
+    padding: tuple[int, int] | None = None,
+    spectra: Spectra | None = None,
 ) -> torch.Tensor:
     """``F.conv1d(x, weight, bias, dilation=dilation)`` with zero "same" padding (odd ``k``).
 
+    ``padding``: zero columns ``(left, right)`` instead of "same" ones; the output then has
+    ``L + left + right - (k - 1) * dilation`` positions (an incremental pass computes a slice of
+    a "same" convolution this way, padding only where the slice meets the window's edge).
     ``method="auto"`` uses the FFT for float CPU tensors where it is faster, and the direct
-    convolution (oneDNN, cuDNN) everywhere else.
+    convolution (oneDNN, cuDNN) everywhere else. ``spectra``: see :func:`fft_conv1d`.
     """
     if method == "auto":
         method = "fft" if _fft_pays(x, weight) else "direct"
     if method == "fft":
-        return fft_conv1d(x, weight, bias, dilation)
+        return fft_conv1d(x, weight, bias, dilation, padding, spectra)
     if method != "direct":
         raise ValueError(f"unknown convolution method {method!r} (auto, fft or direct)")
-    padding = (weight.shape[-1] - 1) * dilation // 2
-    return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+    if padding is None:
+        same = (weight.shape[-1] - 1) * dilation // 2
+        return F.conv1d(x, weight, bias, padding=same, dilation=dilation)
+    return F.conv1d(F.pad(x, padding), weight, bias, dilation=dilation)
 
 
 def _fft_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -57,31 +65,47 @@ def _fft_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def fft_conv1d(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    dilation: int,
+    padding: tuple[int, int] | None = None,
+    spectra: Spectra | None = None,
 ) -> torch.Tensor:
     """Overlap-save FFT version of the "same" dilated convolution: ``[B, C, L] -> [B, O, L]``.
 
-    The kernel spectrum is computed once per call; windows go through in groups of
-    ``GROUP`` so the temporaries stay small whatever the batch size.
+    ``padding``: zero columns ``(left, right)`` instead of "same" ones (as in
+    :func:`same_conv1d`). The kernel spectrum is computed once per call, or once per frame
+    length for all the calls that share the ``spectra`` dict (the caller's promise: same
+    ``weight``); windows go through in groups of ``GROUP`` so the temporaries stay small
+    whatever the batch size.
     """
     batch, _, length = x.shape
     taps = weight.shape[-1]
     if taps % 2 == 0:
         raise ValueError(f"'same' convolution needs an odd kernel, got {taps} taps")
-    pad = (taps - 1) * dilation // 2
-    phase_length = -(-(length + 2 * pad) // dilation)  # >= taps
+    span = (taps - 1) * dilation
+    left, right = (span // 2, span // 2) if padding is None else padding
+    out_length = length + left + right - span
+    if out_length < 1 or min(left, right) < 0:
+        raise ValueError(f"padding {padding} leaves no output for {length} positions")
+    phase_length = -(-(length + left + right) // dilation)  # >= taps
     frame = min(FRAME, 1 << (phase_length - 1).bit_length())
     hop = frame - taps + 1  # valid outputs per frame
     frames = -(-(phase_length - taps + 1) // hop)
     padded = frames * hop + taps - 1  # per phase
-    # [B, C, padded, phase]: phase r at index q holds input position q * d + r - pad
-    x = F.pad(x, (pad, padded * dilation - length - pad))
+    # [B, C, padded, phase]: phase r at index q holds input position q * d + r - left
+    x = F.pad(x, (left, padded * dilation - length - left))
     x = x.reshape(*x.shape[:2], padded, dilation)
-    kernel = _correlation_spectrum(weight, frame)
-    out = x.new_empty(batch, weight.shape[0], length)
+    kernel = None if spectra is None else spectra.get(frame)
+    if kernel is None:
+        kernel = _correlation_spectrum(weight, frame)
+        if spectra is not None:
+            spectra[frame] = kernel
+    out = x.new_empty(batch, weight.shape[0], out_length)
     for start in range(0, batch, GROUP):
         group = slice(start, start + GROUP)
-        out[group] = _overlap_save(x[group], kernel, frame, hop)[..., :length]
+        out[group] = _overlap_save(x[group], kernel, frame, hop)[..., :out_length]
     return out.add_(bias[:, None])
 
 

@@ -13,11 +13,16 @@ that make it fast without changing the numbers beyond float rounding:
 
 Folding is done on the fly from the stored parameters (it costs microseconds), so the
 state dict stays the multimolecule one and there is no separate "fused" mode to get wrong.
+
+``substituted_logits`` scores ALT windows that differ from a REF window on a few positions (SNVs,
+MNVs): the conv encoders are local, so each ALT's activations are computed only where they can
+differ from the REF pass's (the span grown by every conv's reach) and read from the REF pass
+elsewhere; the transformer, which is global, then runs on the whole ALT windows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import ScoringModel
-from .convolution import Method, same_conv1d
+from .convolution import Method, Spectra, same_conv1d
 
 SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
 OFFICIAL_TISSUES = (
@@ -194,6 +199,40 @@ def _onehot_table(conv: nn.Conv1d) -> torch.Tensor:
     return table
 
 
+Span = tuple[int, int]  # positions [start, stop) of a window
+
+
+def _grow(span: Span, reach: int, length: int) -> Span:
+    """Where a "same" conv reaching ``reach`` positions each side can change its output when its
+    input changes on ``span`` (cut at the window's edges)."""
+    return max(span[0] - reach, 0), min(span[1] + reach, length)
+
+
+def _edge_padding(inputs: Span, outputs: Span, reach: int) -> tuple[int, int]:
+    """Zero columns the "same" conv adds to ``inputs`` (= ``_grow(outputs)``) to compute
+    ``outputs``: none inside the window, the missing ones at its edges."""
+    return reach - (outputs[0] - inputs[0]), reach - (inputs[1] - outputs[1])
+
+
+@dataclass
+class _Patch:
+    """ALT windows as a patch on REF activations: ``values`` on ``span``, elsewhere equal to
+    the REF rows ``rows`` (an ALT pass stores and computes only what differs)."""
+
+    rows: torch.Tensor  # REF row of each ALT
+    span: Span
+    values: torch.Tensor  # [n, C, span length]
+
+    def read(self, ref: torch.Tensor, span: Span) -> torch.Tensor:
+        """The ALT activations on ``span`` (which contains the patch's), from ``ref`` [B, C, L]."""
+        out = ref[self.rows, :, span[0] : span[1]]
+        out[:, :, self.span[0] - span[0] : self.span[1] - span[0]] = self.values
+        return out
+
+    def replaced(self, span: Span, values: torch.Tensor) -> _Patch:
+        return _Patch(self.rows, span, values)
+
+
 class ResidualBlock(nn.Module):
     """BN, ReLU, dilated conv, BN, ReLU, dilated conv, plus the input ("same" zero padding)."""
 
@@ -207,16 +246,70 @@ class ResidualBlock(nn.Module):
         self.conv_method: Method = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.prepared()
+        return block.second(block.first(x), x)
+
+    def prepared(self) -> _PreparedBlock:
+        """The block's arithmetic for one pass, with BatchNorm folded."""
         scale1, shift1 = _bn_affine(self.norm1)
         scale2, shift2 = _bn_affine(self.norm2)
         # norm2 follows conv1 directly, so it folds into conv1's weights and bias.
         weight1 = self.conv1.weight * scale2[:, None, None]
         bias1 = self.conv1.bias * scale2 + shift2
-        h = torch.relu(torch.addcmul(shift1[:, None], x, scale1[:, None]))
         dilation = self.conv1.dilation[0]
-        h = torch.relu_(same_conv1d(h, weight1, bias1, dilation, self.conv_method))
-        h = same_conv1d(h, self.conv2.weight, self.conv2.bias, dilation, self.conv_method)
-        return h.add_(x)
+        return _PreparedBlock(
+            scale1[:, None],
+            shift1[:, None],
+            (weight1, bias1),
+            (self.conv2.weight, self.conv2.bias),
+            dilation,
+            (self.conv1.kernel_size[0] - 1) * dilation // 2,
+            self.conv_method,
+        )
+
+
+@dataclass
+class _PreparedBlock:
+    """A ResidualBlock for one pass: BN1 as scale and shift, BN2 folded into conv1, and each
+    conv's FFT kernel spectra computed once (per frame length) for a REF pass and its ALT
+    patches."""
+
+    scale1: torch.Tensor
+    shift1: torch.Tensor
+    conv1: tuple[torch.Tensor, torch.Tensor]
+    conv2: tuple[torch.Tensor, torch.Tensor]
+    dilation: int
+    reach: int  # positions each conv reads on either side
+    method: Method
+    spectra: tuple[Spectra, Spectra] = field(default_factory=lambda: ({}, {}))
+
+    def first(self, x: torch.Tensor, padding: tuple[int, int] | None = None) -> torch.Tensor:
+        """BN, ReLU, conv1, BN, ReLU (``padding``: as in ``same_conv1d``)."""
+        h = torch.relu(torch.addcmul(self.shift1, x, self.scale1))
+        return torch.relu_(self._conv(0, h, padding))
+
+    def second(
+        self, mid: torch.Tensor, x: torch.Tensor, padding: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """conv2 of the first half's output ``mid``, plus the block input ``x`` there."""
+        return self._conv(1, mid, padding).add_(x)
+
+    def patch(self, x: torch.Tensor, mid: torch.Tensor, alt: _Patch) -> _Patch:
+        """The block's output for ALT windows ``alt`` given the REF pass's input ``x`` and first
+        half ``mid``: each conv runs only where its output can differ from the REF's."""
+        length = x.shape[-1]
+        mid_span = _grow(alt.span, self.reach, length)
+        out_span = _grow(mid_span, self.reach, length)
+        mid_inputs = _grow(out_span, self.reach, length)
+        x_alt = alt.read(x, out_span)  # conv1's inputs for mid_span; the skip on out_span
+        mid_values = self.first(x_alt, _edge_padding(out_span, mid_span, self.reach))
+        mid_alt = alt.replaced(mid_span, mid_values).read(mid, mid_inputs)
+        out = self.second(mid_alt, x_alt, _edge_padding(mid_inputs, out_span, self.reach))
+        return alt.replaced(out_span, out)
+
+    def _conv(self, i: int, x: torch.Tensor, padding: tuple[int, int] | None) -> torch.Tensor:
+        weight, bias = (self.conv1, self.conv2)[i]
+        return same_conv1d(x, weight, bias, self.dilation, self.method, padding, self.spectra[i])
 
 
 class FeatureEncoder(nn.Module):
@@ -233,16 +326,45 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[B, L]`` -> features ``[B, width, L]``."""
-        x = F.embedding(tokens, _onehot_table(self.conv1)).transpose(1, 2)
-        x = (x + self.conv1.bias[:, None]).contiguous()
+        return self.substituted(tokens, [])[0]
+
+    def substituted(
+        self, tokens: torch.Tensor, alts: Sequence[tuple[torch.Tensor, Span, torch.Tensor]]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features of REF windows ``tokens`` and of ALT windows that differ from them on a span.
+
+        ``alts``: ``(REF rows, span, ALT tokens on the span)`` per group of ALTs. The encoder is
+        local, so an ALT's activations differ from its REF's only within a span that grows by
+        each conv's reach; the ALT pass computes that span alone, layer by layer, from the REF
+        pass's activations. Returns the REF features and each group's ``[n, width, L]``.
+        """
+        x = self._embed(tokens)
         skip = F.conv1d(x, self.skip.weight, self.skip.bias)
+        xs = [_Patch(rows, span, self._embed(values)) for rows, span, values in alts]
+        skips = [
+            p.replaced(p.span, F.conv1d(p.values, self.skip.weight, self.skip.bias)) for p in xs
+        ]
         taps = iter(self.convs)
-        for i, block in enumerate(self.resblocks):
-            x = block(x)
+        for i, module in enumerate(self.resblocks):
+            block = module.prepared()
+            mid = block.first(x)
+            xs = [block.patch(x, mid, p) for p in xs]
+            x = block.second(mid, x)
             if (i + 1) % 4 == 0:
                 tap = next(taps)
+                skips = [
+                    s.replaced(
+                        p.span, s.read(skip, p.span) + F.conv1d(p.values, tap.weight, tap.bias)
+                    )
+                    for s, p in zip(skips, xs, strict=True)
+                ]
                 skip = skip + F.conv1d(x, tap.weight, tap.bias)
-        return skip
+        return skip, [s.read(skip, (0, skip.shape[-1])) for s in skips]
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The one-hot 1x1 conv as a table lookup: ``[B, L]`` -> ``[B, width, L]``."""
+        x = F.embedding(tokens, _onehot_table(self.conv1)).transpose(1, 2)
+        return (x + self.conv1.bias[:, None]).contiguous()
 
 
 class Projection(nn.Module):
@@ -469,6 +591,7 @@ class SpTransformer(ScoringModel):
     """SpTransformer on whole windows: tokens ``[B, T + 2F]`` -> logits ``[B, T, 3 + tissues]``."""
 
     default_chunk_size = DEFAULT_CHUNK_SIZE
+    reuses_reference = True  # substituted_logits: ALT conv passes patch the REF pass
 
     def __init__(self, config: SpTransformerConfig | None = None) -> None:
         super().__init__()
@@ -500,27 +623,66 @@ class SpTransformer(ScoringModel):
                 block.conv_method = method
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = self._checked(tokens)
+        return self._head(tokens, [enc(tokens) for enc in self.feature_encoders])
+
+    def substituted_logits(
+        self,
+        ref: torch.Tensor,
+        alt: torch.Tensor,
+        rows: Sequence[int],
+        spans: Sequence[Span],
+    ) -> torch.Tensor:
+        """REF and ALT logits where the ALT pass of the conv encoders reuses the REF pass.
+
+        Only the feature encoders are local: the fused hidden states of the ALTs are complete
+        windows again and go through the (global) transformer like any other window.
+        """
+        ref, alt = self._checked(ref), self._checked(alt)
+        groups: dict[Span, list[int]] = {}
+        for i, span in enumerate(spans):
+            groups.setdefault((int(span[0]), int(span[1])), []).append(i)
+        index = torch.tensor(list(rows), dtype=torch.long, device=ref.device)
+        alts = [
+            (index[members], span, alt[members, span[0] : span[1]])
+            for span, members in groups.items()
+        ]
+        feats = []
+        for encoder in self.feature_encoders:
+            ref_feats, alt_feats = encoder.substituted(ref, alts)
+            feats.append(torch.cat([ref_feats, *alt_feats]))
+        order = [i for members in groups.values() for i in members]  # ALT rows as computed
+        logits = self._head(torch.cat([ref, alt[order]]), feats)
+        inverse = torch.empty(len(order), dtype=torch.long, device=logits.device)
+        inverse[order] = torch.arange(len(order), device=logits.device)
+        return torch.cat([logits[: len(ref)], logits[len(ref) :][inverse]])
+
+    def _checked(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > N_TOKEN):
             raise ValueError("tokens must lie in 0..4 (A=0, C=1, G=2, T=3, N=4)")
-        tokens = tokens.long()
+        return tokens.long()
+
+    def _head(self, tokens: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Everything after the conv encoders: fusion, transformer, output heads, target crop."""
         length = tokens.shape[1]
         target, odd, seq = length - 2 * self.flank, length & 1, self.max_seq_len
         left = (-(length - seq)) // 2  # centre crop/pad of the features to max_seq_len
-        x = self._fused_input(tokens, left, left + odd)
+        x = self._fused_input(tokens, feats, left, left + odd)
         out_left = (-(seq - target)) // 2  # centre crop/pad of the output to the target
         x = self.encoder(x, max(-(out_left + odd), 0), seq - max(-out_left, 0))
         logits = self.prediction(x)
         return _pad_or_crop(logits, max(out_left + odd, 0), max(out_left, 0), dim=1)
 
-    def _fused_input(self, tokens: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    def _fused_input(
+        self, tokens: torch.Tensor, feats: list[torch.Tensor], left: int, right: int
+    ) -> torch.Tensor:
         """Encoder features and input path through the 1x1 fusion conv: ``[B, max_seq_len, A]``."""
         conv = self.projection.conv
         fused = conv.bias.to(conv.weight.dtype)
-        if self.feature_encoders:
-            feats = torch.cat([enc(tokens) for enc in self.feature_encoders], dim=1)
-            feats = _pad_or_crop(feats, left, right, dim=2).transpose(1, 2)
-            width = feats.shape[-1]
-            fused = F.linear(feats, conv.weight[:, :width, 0], conv.bias)
+        if feats:
+            joined = _pad_or_crop(torch.cat(feats, dim=1), left, right, dim=2).transpose(1, 2)
+            width = joined.shape[-1]
+            fused = F.linear(joined, conv.weight[:, :width, 0], conv.bias)
         cropped = _pad_or_crop(tokens, min(left, 0), min(right, 0), dim=1)
         path = F.embedding(cropped, self.projection.input_table())
         return fused + _pad_or_crop(path, max(left, 0), max(right, 0), dim=1)
