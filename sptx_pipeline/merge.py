@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import zarr
-from zarr.core import sync as zarr_sync
 
 from . import store
 from .atomic import atomic_path, remove_stale
@@ -420,10 +419,9 @@ def _map(
 ) -> Iterator[tuple[tuple[str, str], int, pa.Table | None]]:
     """``merge_partition`` over ``parts``, yielded in order, here or in ``workers`` processes.
 
-    The processes take the largest partitions first (fewer windows idle at the end) and are
-    forked, so they start in milliseconds instead of importing for a second: zarr resets its
-    event loop in a forked child (``zarr.core.sync.reset_resources_after_fork``); where a zarr
-    without that hook is installed, they are spawned.
+    The processes take the largest partitions first (fewer workers idle at the end). They are
+    spawned: a forked merge worker was seen to hang in a fresh ``sptx merge`` process (a lock
+    held by another thread at the fork), so each one imports for about a second instead.
     """
     task = functools.partial(merge_partition, job)
     if workers == 1 or len(parts) < 2:
@@ -432,22 +430,13 @@ def _map(
     order = sorted(range(len(parts)), key=lambda i: parts[i].lo - parts[i].hi)
     done: dict[int, tuple[tuple[str, str], int, pa.Table | None]] = {}
     # Pool.__exit__ terminates the workers, so an error or a signal here stops them all.
-    with _process_context().Pool(min(workers, len(parts))) as pool:
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(parts))) as pool:
         results = zip(order, pool.imap(task, [parts[i] for i in order]), strict=True)
         for i in range(len(parts)):
             while i not in done:
                 index, result = next(results)
                 done[index] = result
             yield done.pop(i)
-
-
-def _process_context() -> multiprocessing.context.BaseContext:
-    """Fork where zarr survives it in the child, else spawn (a forked child would inherit
-    zarr's event-loop state without its thread)."""
-    forkable = hasattr(zarr_sync, "reset_resources_after_fork")
-    if forkable and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
 
 
 def merge_partition(
