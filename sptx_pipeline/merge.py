@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +28,7 @@ from . import store
 from .atomic import atomic_path, remove_stale
 from .errors import IncompletePredictionsError, InputError, InputMismatchError
 from .lock import holds_store_lock
+from .processes import map_largest_first
 from .provenance import package_provenance
 from .results import (
     ROW_GROUP_ROWS,
@@ -416,27 +415,10 @@ class Partition:
 
 def _map(
     job: _MergeJob, parts: list[Partition], workers: int
-) -> Iterator[tuple[tuple[str, str], int, pa.Table | None]]:
-    """``merge_partition`` over ``parts``, yielded in order, here or in ``workers`` processes.
-
-    The processes take the largest partitions first (fewer workers idle at the end). They are
-    spawned: a forked merge worker was seen to hang in a fresh ``sptx merge`` process (a lock
-    held by another thread at the fork), so each one imports for about a second instead.
-    """
+) -> list[tuple[tuple[str, str], int, pa.Table | None]]:
+    """``merge_partition`` over ``parts``, in order, by ``workers`` processes in all."""
     task = functools.partial(merge_partition, job)
-    if workers == 1 or len(parts) < 2:
-        yield from map(task, parts)
-        return
-    order = sorted(range(len(parts)), key=lambda i: parts[i].lo - parts[i].hi)
-    done: dict[int, tuple[tuple[str, str], int, pa.Table | None]] = {}
-    # Pool.__exit__ terminates the workers, so an error or a signal here stops them all.
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(parts))) as pool:
-        results = zip(order, pool.imap(task, [parts[i] for i in order]), strict=True)
-        for i in range(len(parts)):
-            while i not in done:
-                index, result = next(results)
-                done[index] = result
-            yield done.pop(i)
+    return map_largest_first(task, parts, [part.hi - part.lo for part in parts], workers)
 
 
 def merge_partition(

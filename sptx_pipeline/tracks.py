@@ -16,7 +16,6 @@ shrink several-fold (``benchmarks/bench_encodings.py``). pybigtools writes bedGr
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ import pyfaidx
 from .atomic import atomic_path, remove_stale
 from .errors import InputError, MissingInputError
 from .options import DEFAULT_TRACKS_BITS
+from .processes import map_largest_first
 from .results import STRAND_DIR, channels_of, partitions, scores_path
 
 log = logging.getLogger(__name__)
@@ -135,17 +135,15 @@ def write_tracks(
             continue
         jobs += [(out_dir / track_name(c, strand), files, sizes, c, bits) for c in channels]
     remove_stale(*(path for path, *_ in jobs))
-    if workers > 1 and len(jobs) > 1:
-        try:
-            # Pool.__exit__ terminates the workers: an error or a signal here stops them all
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                pool.starmap(_write_one, jobs)
-        finally:
-            remove_stale(*(path for path, *_ in jobs))  # of workers terminated mid-file
-    else:
-        for job in jobs:
-            _write_one(*job)
+    try:
+        map_largest_first(_write_job, jobs, [1] * len(jobs), workers)
+    finally:
+        remove_stale(*(path for path, *_ in jobs))  # of workers terminated mid-file
     return [out_dir / path.name for path, *_ in jobs]
+
+
+def _write_job(job: tuple[Path, dict[str, list[str]], dict[str, int], str, int | None]) -> None:
+    _write_one(*job)
 
 
 def _write_one(
