@@ -53,3 +53,8 @@ class ClusterError(SptxError, RuntimeError):
 
 class DeviceError(SptxError, RuntimeError):
     """A requested device that is not available here."""
+
+
+class WorkerDiedError(SptxError, RuntimeError):
+    """A worker process of ``merge`` or ``tracks`` that ended without an answer (killed, e.g.
+    by the kernel's out-of-memory killer)."""
