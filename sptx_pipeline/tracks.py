@@ -149,7 +149,23 @@ def _write_job(job: tuple[Path, dict[str, list[str]], dict[str, int], str, int |
 def _write_one(
     path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str, bits: int | None
 ) -> None:
-    """One bigWig file, written atomically (a separate process when ``workers`` > 1)."""
+    """One bigWig file, written atomically (a separate process when ``workers`` > 1).
+
+    pybigtools prints an exception raised by the entries it iterates (a bad input, or the
+    KeyboardInterrupt of a SIGINT) and returns normally with a truncated file, so the exception
+    is kept here and raised before the file is renamed into place.
+    """
+    failures: list[BaseException] = []
+
+    def entries() -> Iterator[tuple[str, int, int, float]]:
+        try:
+            yield from _entries(files, sizes, channel, bits)
+        except BaseException as error:
+            failures.append(error)
+            raise
+
     with atomic_path(path, keep_suffix=True) as tmp:  # pybigtools goes by the extension
-        pybigtools.open(str(tmp), "w").write(sizes, _entries(files, sizes, channel, bits))
+        pybigtools.open(str(tmp), "w").write(sizes, entries())
+        if failures:
+            raise failures[0]
     log.info("wrote %s", path)

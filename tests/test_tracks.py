@@ -121,3 +121,22 @@ def test_cli_tracks(run, tmp_path):
         write_tracks(run.scores, run.outdir / "genome.fa", run_dir, channels=[name.split(".")[0]])
         b = pybigtools.open(str(run_dir / name)).values("chrA", 0, 2300, fillna=0)
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_error_while_writing_fails_and_leaves_no_file(run, tmp_path, monkeypatch):
+    """pybigtools prints an error raised by the entries it iterates, then returns normally with
+    a truncated file; write_tracks must raise it and keep no file (a SIGTERM raises there)."""
+    import sptx_pipeline.tracks as tracks_module
+
+    entries = tracks_module._entries
+
+    def failing(*args, **kwargs):
+        for n, entry in enumerate(entries(*args, **kwargs)):
+            if n == 50:
+                raise KeyboardInterrupt  # what SIGINT raises in the middle of the writing
+            yield entry
+
+    monkeypatch.setattr(tracks_module, "_entries", failing)
+    with pytest.raises(KeyboardInterrupt):
+        write_tracks(run.scores, run.outdir / "genome.fa", tmp_path / "tracks", ["acceptor"])
+    assert not list((tmp_path / "tracks").glob("*"))  # neither the track nor its temporary
