@@ -268,7 +268,9 @@ def merge(
             for key, lo, hi in ranges
         ]
         try:
-            for key, rows, sites in _map(job, parts, workers):
+            task = functools.partial(merge_partition, job)
+            sizes = [part.hi - part.lo for part in parts]
+            for key, rows, sites in map_largest_first(task, parts, sizes, workers):
                 counts[key] = rows
                 sites_out.add(sites)
         except DamagedShardError as first:
@@ -411,14 +413,6 @@ class Partition:
     starts: np.ndarray
     ends: np.ndarray
     intervals: tuple[np.ndarray, np.ndarray]  # the partition's regions: sorted starts, ends
-
-
-def _map(
-    job: _MergeJob, parts: list[Partition], workers: int
-) -> list[tuple[tuple[str, str], int, pa.Table | None]]:
-    """``merge_partition`` over ``parts``, in order, by ``workers`` processes in all."""
-    task = functools.partial(merge_partition, job)
-    return map_largest_first(task, parts, [part.hi - part.lo for part in parts], workers)
 
 
 def merge_partition(

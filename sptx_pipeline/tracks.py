@@ -136,25 +136,21 @@ def write_tracks(
         jobs += [(out_dir / track_name(c, strand), files, sizes, c, bits) for c in channels]
     remove_stale(*(path for path, *_ in jobs))
     try:
-        map_largest_first(_write_job, jobs, [1] * len(jobs), workers)
+        map_largest_first(_write_one, jobs, [1] * len(jobs), workers)
     finally:
         remove_stale(*(path for path, *_ in jobs))  # of workers terminated mid-file
     return [out_dir / path.name for path, *_ in jobs]
 
 
-def _write_job(job: tuple[Path, dict[str, list[str]], dict[str, int], str, int | None]) -> None:
-    _write_one(*job)
-
-
-def _write_one(
-    path: Path, files: dict[str, list[str]], sizes: dict[str, int], channel: str, bits: int | None
-) -> None:
-    """One bigWig file, written atomically (a separate process when ``workers`` > 1).
+def _write_one(job: tuple[Path, dict[str, list[str]], dict[str, int], str, int | None]) -> None:
+    """One bigWig file ``(path, files by chrom, chrom sizes, channel, bits)``, written
+    atomically (in a worker process or the calling one).
 
     pybigtools prints an exception raised by the entries it iterates (a bad input, or the
     KeyboardInterrupt of a SIGINT) and returns normally with a truncated file, so the exception
     is kept here and raised before the file is renamed into place.
     """
+    path, files, sizes, channel, bits = job
     failures: list[BaseException] = []
 
     def entries() -> Iterator[tuple[str, int, int, float]]:
