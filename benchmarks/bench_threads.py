@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sptx_pipeline.inference import predict
 from sptx_pipeline.models.random_checkpoint import write_random_checkpoint
-from sptx_pipeline.runtime import granted_cores
+from sptx_pipeline.resources import granted_cores
 from sptx_pipeline.testing import make_windows
 
 FLANK, CHUNK, SHARD, BATCH = 4000, 1000, 1, 1

@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dask.system
 from dask.utils import parse_timedelta
 from distributed import Client, Future, Nanny, Scheduler, SpecCluster, WorkerPlugin
 from distributed.core import Status
 
 from .errors import ClusterError, InputError
 from .options import CLUSTER_TYPES, check_choice
+from .resources import granted_cores, slurm_cpus
 from .runtime import CUDA_INDEX_ENV, TORCH_THREADS_ENV, resolve_device
 
 log = logging.getLogger(__name__)
@@ -78,27 +78,6 @@ _KEYS = {
 }
 
 
-def granted_cpus() -> int | None:
-    """CPUs SLURM allocated to the job this process runs in (None outside a SLURM job).
-
-    Without cgroups (or with a site's lax TaskPlugin) a job sees every core of its node, so the
-    core count of the machine overstates what the job may use.
-    """
-    if not os.environ.get("SLURM_JOB_ID"):
-        return None
-    for name in ("SLURM_CPUS_ON_NODE", "SLURM_CPUS_PER_TASK"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return None
-
-
-def available_cores() -> int:
-    """Cores this process may use: the machine's (affinity, cgroups), capped by a SLURM job's."""
-    granted = granted_cpus()
-    return min(dask.system.CPU_COUNT, granted) if granted else dask.system.CPU_COUNT
-
-
 class WorkerSettings(WorkerPlugin):
     """Tell tasks on a worker how many torch threads to use and, where a SLURM job runs one
     worker per GPU, which GPU is theirs (read by ``inference`` through the environment).
@@ -117,7 +96,7 @@ class WorkerSettings(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         threads = self.threads
-        granted = granted_cpus()
+        granted = slurm_cpus()
         if granted:
             threads = max(1, min(threads, granted // self.processes_per_job))
         os.environ[TORCH_THREADS_ENV] = str(threads)
@@ -156,7 +135,7 @@ def local_cluster(config: Mapping[str, Any], device: str) -> tuple[SpecCluster, 
 
     Returns the cluster and the torch threads per worker.
     """
-    cores = available_cores()
+    cores = granted_cores()
     dashboard = config.get("dashboard_address", ":0")  # a free port: no clash on shared nodes
     memory_limit = config.get("memory_limit", "auto")
     # 2 overlaps one shard's Zarr I/O with another's GPU compute (twice the activation memory)
@@ -215,7 +194,7 @@ def local_cuda_cluster(config: Mapping[str, Any], device: str) -> tuple[Any, int
     options.setdefault("dashboard_address", ":0")
     cluster = LocalCUDACluster(**options)
     n_workers = max(1, len(cluster.workers))
-    threads = int(config.get("threads_per_worker") or max(1, available_cores() // n_workers))
+    threads = int(config.get("threads_per_worker") or max(1, granted_cores() // n_workers))
     return cluster, threads
 
 
@@ -344,12 +323,17 @@ def slurm_cluster(
     return cluster, threads
 
 
+WATCHDOG_INTERVAL = 1.0  # seconds between the watchdog's looks at the workers and squeue
+
+
 class SlurmWatchdog:
     """Fails a SLURM run that cannot go on, in SLURM's words, instead of waiting forever.
 
     A thread polls every ``interval`` seconds. The run fails when sbatch refused a worker job
     (the same job script would be refused again) or when no worker has been connected for
     ``wait_timeout`` seconds (jobs pending for a reason, or dying before their worker starts).
+    Its clock starts at the last poll that saw a worker, so the failure comes between
+    ``wait_timeout - interval`` and ``wait_timeout + interval`` after the last worker left.
     The failure is kept in ``failure``; every task of the client is cancelled so that whoever
     waits on them wakes up, and ``open_client`` raises the failure in place of their error.
     """
@@ -360,7 +344,7 @@ class SlurmWatchdog:
         client: Client,
         record: SlurmJobs,
         wait_timeout: float,
-        interval: float = 1.0,
+        interval: float = WATCHDOG_INTERVAL,
     ) -> None:
         self.cluster = cluster
         self.client = client

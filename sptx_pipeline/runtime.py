@@ -21,6 +21,7 @@ import torch
 from .errors import DeviceError
 from .models.base import ScoringModel
 from .options import DEVICES, OUTPUT_DTYPES, Device, check_choice
+from .resources import granted_cores
 
 __all__ = [
     "DEVICES",
@@ -106,22 +107,6 @@ _MODELS: dict[tuple[str, str, str], ScoringModel] = {}
 _MODEL_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 _TUNERS: dict[tuple[str, int], ThreadTuner] = {}
 _LOCK = threading.Lock()
-
-
-def granted_cores(requested: int | None = None) -> int:
-    """The cores this process may use: its CPU affinity, capped by the SLURM allocation
-    (``SLURM_CPUS_PER_TASK``, else ``SLURM_CPUS_ON_NODE``) and by ``requested`` (e.g. the
-    threads Snakemake gave the job), never fewer than one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    limits = [cores or 1]
-    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            limits.append(int(value))
-            break
-    if requested:
-        limits.append(requested)
-    return max(1, min(limits))
 
 
 def local_thread_cap(cluster: Mapping[str, Any], n_workers: int, threads: int | None) -> int | None:

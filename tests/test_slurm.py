@@ -1,8 +1,10 @@
 """Both ways of running on SLURM, on a real SLURM cluster (``.ci/slurm/start-slurm.sh``).
 
-Skipped, with the reason, where no cluster answers ``sinfo``; ``.ci/run`` starts one and runs
-this module on its own (``pytest -m slurm``). Every test runs real jobs on the cluster's default
-partition with a tiny random SpTransformer (the bundled example) or the stand-in model, and
+The SLURM tier: marked ``slurm``, which the README's test command deselects (a login node with
+a cluster but without the ``[slurm]`` extra passes it); ``.ci/run`` starts a cluster, installs
+the extra and runs ``pytest -m slurm``. Skipped, with the reason, where no cluster answers
+``sinfo`` (a failure under ``SPTX_REQUIRE_SLURM``). Every test runs real jobs on the cluster's
+default partition with a tiny random SpTransformer (the bundled example) or the stand-in model, and
 compares outputs exactly with a local run with the same torch threads (one per worker).
 """
 
@@ -24,6 +26,7 @@ import pytest
 import yaml
 
 from sptx_pipeline import store
+from sptx_pipeline.cluster import WATCHDOG_INTERVAL
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from sptx_pipeline.testing import make_windows
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
@@ -351,25 +354,35 @@ def test_a_job_that_never_starts_fails_predict_after_wait_timeout(tmp_path):
 
 @on_slurm
 def test_losing_every_worker_with_no_replacement_fails_predict_after_wait_timeout(tmp_path):
-    """Mid-run: the only job cancelled while the partition is down, so its replacement pends."""
+    """Mid-run: the only job cancelled while the partition is down, so its replacement pends.
+
+    The contract: predict fails naming the timeout and SLURM's reason, keeps the done shards,
+    and fails no earlier than the watchdog's clock allows. That clock starts at its last poll
+    that saw a worker (every ``WATCHDOG_INTERVAL`` s); the worker is connected until the
+    scancel below, so the clock cannot start earlier than one interval before ``started``
+    (taken before the scancel). Measured from after the scancel, as before, the bound was
+    broken by the poll granularity: 29.60 s against 30 s in a SLURM run.
+    """
     partition = CLUSTER["partition"]
-    # 30 s: longer than dask-jobqueue takes to replace a lost job (15-20 s)
-    process = stand_in_predict(tmp_path, slurm_cluster(wait_timeout=30), sleep=1.0)
+    wait_timeout = 30  # longer than dask-jobqueue takes to replace a lost job (15-20 s)
+    process = stand_in_predict(tmp_path, slurm_cluster(wait_timeout=wait_timeout), sleep=1.0)
     try:
         done = tmp_path / "p.zarr" / "done"
         wait_until(lambda: done.is_dir() and any(done.iterdir()), 120, "a first finished shard")
         subprocess.run(
             ["scontrol", "update", f"PartitionName={partition}", "State=DOWN"], check=True
         )
-        subprocess.run(["scancel", *worker_jobs()], check=True)
+        running = wait_until(worker_jobs, 30, "the running worker job")
         started = time.monotonic()
+        subprocess.run(["scancel", *running], check=True)
         returncode = process.wait(timeout=120)
         seconds = time.monotonic() - started
     finally:
         subprocess.run(["scontrol", "update", f"PartitionName={partition}", "State=UP"], check=True)
         process.kill()
     log = (tmp_path / "predict.log").read_text()
-    assert returncode != 0 and 30 <= seconds < 90, (seconds, log[-3000:])
+    assert returncode != 0, log[-3000:]
+    assert wait_timeout - WATCHDOG_INTERVAL <= seconds < wait_timeout + 60, (seconds, log[-3000:])
     assert re.search(
         r"^sptx_pipeline\.errors\.ClusterError: "
         r"no Dask worker connected for 30 s \(cluster option wait_timeout\); "
@@ -428,9 +441,14 @@ def test_the_cpu_profile_is_the_gpu_profile_without_gpus():
     }
 
 
+@pytest.mark.slurm
 def test_slurm_executor_settings_in_the_profiles_exist():
-    """The profile keys slurm-* are fields of the installed plugin's ExecutorSettings."""
-    plugin = pytest.importorskip("snakemake_executor_plugin_slurm")
+    """The profile keys slurm-* are fields of the installed plugin's ExecutorSettings.
+
+    In the SLURM tier (``-m slurm``), where ``.ci/run`` has installed the ``[slurm]`` extra: the
+    plugin is not in ``[test]``, and a skip here used to hide the test from every CI run."""
+    import snakemake_executor_plugin_slurm as plugin
+
     fields = {f.replace("_", "-") for f in plugin.ExecutorSettings.__dataclass_fields__}
     for name in ("slurm", "slurm-cpu"):
         keys = {k.removeprefix("slurm-") for k in read_profile(name) if k.startswith("slurm-")}
@@ -443,7 +461,8 @@ def test_slurm_executor_settings_in_the_profiles_exist():
 def test_threads_never_exceed_the_cpus_slurm_granted(monkeypatch):
     from types import SimpleNamespace
 
-    from sptx_pipeline.cluster import TORCH_THREADS_ENV, WorkerSettings, available_cores
+    from sptx_pipeline.cluster import TORCH_THREADS_ENV, WorkerSettings
+    from sptx_pipeline.resources import granted_cores
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     WorkerSettings(threads=4).setup(SimpleNamespace(name="w"))
@@ -455,7 +474,7 @@ def test_threads_never_exceed_the_cpus_slurm_granted(monkeypatch):
     WorkerSettings(threads=4, processes_per_job=2).setup(SimpleNamespace(name="w-1"))
     assert os.environ[TORCH_THREADS_ENV] == "1"  # 3 CPUs shared by the job's 2 workers
     monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
-    assert available_cores() == 1
+    assert granted_cores() == 1
 
 
 def test_a_local_cluster_in_a_slurm_job_uses_the_granted_cpus(monkeypatch):

@@ -3,29 +3,51 @@ time per worker while a second task does its I/O."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
+import pytest
 import torch
 
+from sptx_pipeline.cluster import WorkerSettings
 from sptx_pipeline.inference import predict
-from sptx_pipeline.runtime import ThreadTuner, granted_cores
+from sptx_pipeline.resources import granted_cores, machine_cores, slurm_cpus
+from sptx_pipeline.runtime import TORCH_THREADS_ENV, ThreadTuner
 from sptx_pipeline.testing import StandInModel
 
 
 def test_granted_cores_takes_the_smallest_limit(monkeypatch):
-    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    monkeypatch.delenv("SLURM_CPUS_ON_NODE", raising=False)
-    affinity = len(__import__("os").sched_getaffinity(0))
-    assert granted_cores() == affinity
+    for name in ("SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    machine = machine_cores()
+    assert granted_cores() == machine
     assert granted_cores(1) == 1
-    assert granted_cores(affinity + 5) == affinity
+    assert granted_cores(machine + 5) == machine
     monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
+    assert granted_cores() == machine  # not in a job: a leftover variable is ignored
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
     assert granted_cores() == 1
-    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "64")  # per task wins over the node's
-    assert granted_cores() == 1
+
+
+@pytest.mark.parametrize("order", ["per task set first", "on node set first"])
+def test_a_slurm_tasks_cpus_govern_not_the_nodes(monkeypatch, order):
+    """``--ntasks=2 --cpus-per-task=4``: SLURM_CPUS_ON_NODE is 8 (both tasks), a task may use
+    4. The rule used to be written twice, once each way round (8 in the Dask worker settings,
+    4 in predict); both read resources.granted_cores now, whatever order the variables came."""
+    monkeypatch.setattr("sptx_pipeline.resources.machine_cores", lambda: 64)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    pairs = [("SLURM_CPUS_PER_TASK", "4"), ("SLURM_CPUS_ON_NODE", "8")]
+    for name, value in pairs if order == "per task set first" else pairs[::-1]:
+        monkeypatch.setenv(name, value)
+    assert slurm_cpus() == 4
+    assert granted_cores() == 4
+    WorkerSettings(threads=16).setup(SimpleNamespace(name="w"))
+    assert os.environ[TORCH_THREADS_ENV] == "4"
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")  # no --cpus-per-task: the job's CPUs on the node
+    assert granted_cores() == 8
 
 
 CALLS: dict[str, list] = {"threads": [], "active": [0], "most": [0]}
