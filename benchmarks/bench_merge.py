@@ -60,9 +60,9 @@ def build(out: Path, length: int) -> None:
     rng = np.random.default_rng(0)
     block = rng.random((SHARD, T, N_CHANNELS)).astype(np.float16)
     block[:, :, 1:3] *= np.float16(0.101)  # acceptor/donor: a site (>= 0.1) about 1 in 100
-    for shard, lo, hi in store.shard_ranges(len(windows), SHARD):
-        arr[lo:hi] = block[: hi - lo]
-        store.mark_done(out / "predictions.zarr", shard, {})
+    for shard in store.shard_grid(len(windows), SHARD):
+        arr[shard.start : shard.stop] = block[: shard.size]
+        store.mark_done(out / "predictions.zarr", shard.index, {})
 
 
 def merge_child(out: str, sites_min_score: float = 0.1) -> None:

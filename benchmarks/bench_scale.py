@@ -30,8 +30,9 @@ import torch
 from sptx_pipeline import store
 from sptx_pipeline.cluster import open_client
 from sptx_pipeline.inference import predict
-from sptx_pipeline.runner import Shard, ShardResult, run_shards, shard_grid
+from sptx_pipeline.runner import ShardResult, run_shards
 from sptx_pipeline.runtime import score_windows
+from sptx_pipeline.store import Shard, shard_grid
 from sptx_pipeline.testing import StandInFactory, make_windows
 
 

@@ -43,7 +43,7 @@ from .options import (
     Precision,
     check_choice,
 )
-from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
+from .runner import RunSummary, ShardResult, resume_order, run_stage
 from .runtime import (
     ModelSpec,
     identify,
@@ -55,6 +55,7 @@ from .runtime import (
     thread_tuner,
     worker_model,
 )
+from .store import Shard, shard_grid
 
 log = logging.getLogger(__name__)
 

@@ -328,10 +328,10 @@ def _damaged_after(
     """Every other damaged shard after ``first``, so that one re-run repairs them all."""
     shard_size = int(_group_attrs(path)["shard_size"])
     damaged = []
-    for shard, lo, hi in store.shard_ranges(probabilities.shape[0], shard_size):
-        if shard > first:
+    for shard in store.shard_grid(probabilities.shape[0], shard_size):
+        if shard.index > first:
             try:
-                _verified_shard(path, probabilities, shard, lo, hi)
+                _verified_shard(path, probabilities, shard.index, shard.start, shard.stop)
             except DamagedShardError as err:
                 damaged.append(err)
     return damaged

@@ -23,23 +23,7 @@ from distributed import as_completed
 from tqdm import tqdm
 
 from .errors import ShardFailedError
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Items ``[start, stop)`` of a store: the unit of one task, one file and one done marker."""
-
-    index: int
-    start: int
-    stop: int
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-    def describe(self, noun: str = "items") -> str:
-        """``shard 3 (windows 24-31)``: how errors and logs name a shard."""
-        return f"shard {self.index} ({noun} {self.start}-{self.stop - 1})"
+from .store import Shard
 
 
 @dataclass(frozen=True)
@@ -83,14 +67,6 @@ class RunSummary:
             f"{unit}_per_s": self.items_per_s,
             "run_id": self.run_id,
         }
-
-
-def shard_grid(n_items: int, shard_size: int) -> list[Shard]:
-    """The shards of ``n_items`` items in shards of ``shard_size`` (the last may be short)."""
-    return [
-        Shard(index, start, min(start + shard_size, n_items))
-        for index, start in enumerate(range(0, n_items, shard_size))
-    ]
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,10 +34,29 @@ PROBABILITIES = "probabilities"
 DONE_DIR = "done"
 
 
-def shard_ranges(n_windows: int, shard_size: int) -> Iterator[tuple[int, int, int]]:
-    """Yield ``(shard, start, stop)`` window ranges of the shard grid."""
-    for shard, start in enumerate(range(0, n_windows, shard_size)):
-        yield shard, start, min(start + shard_size, n_windows)
+@dataclass(frozen=True)
+class Shard:
+    """Items ``[start, stop)`` of a store: the unit of one task, one file and one done marker."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def describe(self, noun: str = "items") -> str:
+        """``shard 3 (windows 24-31)``: how errors and logs name a shard."""
+        return f"shard {self.index} ({noun} {self.start}-{self.stop - 1})"
+
+
+def shard_grid(n_items: int, shard_size: int) -> list[Shard]:
+    """The shards of ``n_items`` items in shards of ``shard_size`` (the last may be short)."""
+    return [
+        Shard(index, start, min(start + shard_size, n_items))
+        for index, start in enumerate(range(0, n_items, shard_size))
+    ]
 
 
 def n_shards(n_windows: int, shard_size: int) -> int:

@@ -207,8 +207,9 @@ def _write_store(
     }
     tokens = store.create_windows(path, len(table), chunk_size + 2 * flank, shard_size, attrs)
     try:
-        for _, start, stop in store.shard_ranges(len(table), shard_size):
-            tokens[start:stop] = shard_tokens(handle, lengths, table.iloc[start:stop], flank)
+        for shard in store.shard_grid(len(table), shard_size):
+            rows = table.iloc[shard.start : shard.stop]
+            tokens[shard.start : shard.stop] = shard_tokens(handle, lengths, rows, flank)
     except BaseException:  # a signal: let the write in flight land before the store is removed
         store.finish_pending_io()
         raise

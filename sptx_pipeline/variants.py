@@ -56,7 +56,7 @@ from .options import (
 )
 from .provenance import package_provenance, sha256_file
 from .results import provenance_metadata, read_provenance, write_table
-from .runner import RunSummary, Shard, ShardResult, resume_order, run_stage, shard_grid
+from .runner import RunSummary, ShardResult, resume_order, run_stage
 from .runtime import (
     ModelSpec,
     identify,
@@ -66,6 +66,7 @@ from .runtime import (
     score_windows,
     worker_model,
 )
+from .store import Shard, shard_grid
 from .variant_effects import (
     DELTA_KEYS,
     TISSUES,

@@ -161,17 +161,18 @@ def write_inputs(
         dtype,
         {"chunk_size": T, "model": {"source": "synthetic", "sha256": "0" * 64}},
     )
-    for shard, lo, hi in store.shard_ranges(len(windows), SHARD):
+    for shard in store.shard_grid(len(windows), SHARD):
+        lo, hi = shard.start, shard.stop
         block = np.empty((hi - lo, T, len(channels)), dtype=dtype)
         for j, w in enumerate(windows.itertuples()):
             if lo <= j < hi:
                 values = truth[(w.chrom, w.strand)][w.target_start : w.target_end]
                 block[j - lo] = values if w.strand == "+" else values[::-1]
         arr[lo:hi] = block
-        if complete or shard % 2 == 0:
+        if complete or shard.index % 2 == 0:
             stored = np.asarray(arr[lo:hi])  # the marker predict writes: range and checksum
             marker = {"start": lo, "stop": hi, "sha256": store.array_sha256(stored)}
-            store.mark_done(outdir / "predictions.zarr", shard, marker)
+            store.mark_done(outdir / "predictions.zarr", shard.index, marker)
     _write_fasta(outdir / "genome.fa", seed)
     _write_gtf(outdir / "genes.gtf")
     return Run(outdir, channels, truth, genes, regions, windows)
