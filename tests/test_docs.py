@@ -57,7 +57,8 @@ def _fenced_lines(text: str) -> list[str]:
     lines: list[str] = []
     for language, code in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
         if language in SHELLS:
-            lines.extend(code.replace("\\\n", " ").splitlines())
+            joined = code.replace("\\\n", " ").splitlines()
+            lines.extend(line.removeprefix("$ ") for line in joined)  # console prompts
     return lines
 
 
@@ -70,8 +71,10 @@ def _inline_spans(text: str) -> list[str]:
 def _commands(line: str) -> list[list[str]]:
     """The sptx/snakemake commands of one shell line (``&&``-chained, comments dropped, leading
     ``VAR=value`` assignments skipped)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
     try:
-        words = shlex.split(line, comments=True)
+        words = list(lexer)
     except ValueError:  # not shell (an unbalanced quote in prose)
         return []
     found, current = [], []
@@ -194,11 +197,12 @@ def test_documented_commands_exist(page):
         ("snakemake --cors all", "snakemake has no option --cors"),
         ("snakemake --profile workflow/profiles/nowhere", "no such profile"),
         ("X=1 sptx quarry && sptx query r G", "sptx has no subcommand 'quarry'"),
+        ("sptx query r G | head; sptx plot r G --colour red", "sptx plot has no option --colour"),
     ],
 )
 def test_the_command_check_catches_mistakes(line, expected):
-    (words, *_) = _commands(line)
-    assert any(expected in problem for problem in problems_of(words)), problems_of(words)
+    found = [problem for words in _commands(line) for problem in problems_of(words)]
+    assert any(expected in problem for problem in found), found
 
 
 def test_every_config_key_has_a_description_and_a_row():
