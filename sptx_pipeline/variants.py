@@ -10,7 +10,7 @@ with the part's SHA-256 (``store.mark_done``). A rerun skips shards whose part m
 marker, so a killed run resumes and gives the same bytes. Once every shard is done the parts
 become ``variants.parquet`` and the annotated ``variants.vcf.gz`` (+ ``.tbi``).
 
-Conventions (README, "Variant effects"): ``spliceai`` reproduces the official ``spliceai``
+Conventions (docs/variants.md): ``spliceai`` reproduces the official ``spliceai``
 CLI; ``sptransformer`` the official SpliceTransformer tool, extended to every ALT, gene,
 indel and MNV.
 """

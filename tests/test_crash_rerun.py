@@ -1,4 +1,4 @@
-"""`kill -9` of Snakemake during predict, then the re-run the README gives: same scores.
+"""`kill -9` of Snakemake during predict, then the re-run the docs give: same scores.
 
 The killed Snakemake leaves its `sptx predict` running as an orphan, its directory lock and
 predict's output marked incomplete. The workflow's default profile (`profiles/default`) makes
@@ -25,8 +25,8 @@ GENES = "genes=[GPX4,GAMT]"  # one gene per strand
 
 
 def readme_rerun_commands() -> list[list[str]]:
-    """The commands of the README's "After a crash" block, without their comments."""
-    text = (REPO / "README.md").read_text()
+    """The commands of the "After a crash" block of docs/resume.md, without their comments."""
+    text = (REPO / "docs" / "resume.md").read_text()
     block = re.search(r"After a crash.*?```bash\n(.*?)```", text, re.S).group(1)
     lines = [line.split("#")[0].split() for line in block.splitlines()]
     return [line for line in lines if line]

@@ -200,7 +200,7 @@ def test_only_the_region_is_read(run, tmp_path):
 
 
 def test_numeric_contig_names_read_with_pandas(run, everything, tmp_path):
-    """chrom=19: pyarrow infers int32 and a string filter fails; read_scores and the README's
+    """chrom=19: pyarrow infers int32 and a string filter fails; read_scores and docs/outputs.md's
     SCORES_PARTITIONING keep chrom as text."""
     scores = tmp_path / "scores"
     shutil.copytree(run.scores / "chrom=chrA", scores / "chrom=19")

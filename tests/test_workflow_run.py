@@ -135,19 +135,22 @@ def test_a_second_run_has_nothing_to_do(run):
     assert "Rule:" not in second
 
 
-def readme_output_examples() -> list[tuple[str, str]]:
-    """``(language, code)`` of every block in the README's "Outputs and how to use them"."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Outputs and how to use them", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+def output_examples() -> list[tuple[str, str]]:
+    """``(language, code)`` of every block of the README's "A five-minute tour of the outputs"
+    and of the docs page "Outputs and querying" (docs/outputs.md)."""
+    readme = (REPO / "README.md").read_text()
+    tour = readme.split("## A five-minute tour of the outputs", 1)[1].split("\n## ", 1)[0]
+    text = tour + (REPO / "docs" / "outputs.md").read_text()
+    return re.findall(r"```(\w+)\n(.*?)```", text, re.S)
 
 
 def test_readme_query_and_plot_examples_run_on_the_example(run, tmp_path, monkeypatch):
-    """Every command of the README's query/plot section, as typed, on the bundled example."""
+    """Every query/plot command and Python/SQL block of the README's tour of the outputs and of
+    docs/outputs.md, as typed, on the bundled example."""
     out, _, _ = run
-    (tmp_path / "results").symlink_to(out)  # the README's outdir
+    (tmp_path / "results").symlink_to(out)  # the docs' outdir
     monkeypatch.chdir(tmp_path)
-    blocks = readme_output_examples()
+    blocks = output_examples()
     commands = [
         line.split(" #")[0].split()
         for language, code in blocks
@@ -155,7 +158,7 @@ def test_readme_query_and_plot_examples_run_on_the_example(run, tmp_path, monkey
         for line in code.splitlines()
         if line.startswith(("sptx query results ", "sptx plot results "))
     ]
-    assert len(commands) >= 6
+    assert len(commands) >= 9  # 3 in the README's tour, 6 in docs/outputs.md
     for words in commands:
         result = subprocess.run(
             [sys.executable, "-m", "sptx_pipeline.cli", *words[1:]],
@@ -176,7 +179,7 @@ def test_readme_query_and_plot_examples_run_on_the_example(run, tmp_path, monkey
     for language, code in blocks:
         if language == "python":
             namespace: dict = {}
-            exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own
+            exec(compile(code, "docs", "exec"), namespace)  # noqa: S102 - the docs' own
             for name in ("frame", "df"):
                 assert name not in namespace or len(namespace[name]) > 0, code
         elif language == "sql":

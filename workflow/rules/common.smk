@@ -83,7 +83,7 @@ def check_config(cfg, schema_path):
     if problems:
         raise WorkflowError(
             f"Error validating config file against {schema_path} (keys, their defaults and "
-            "meaning: README.md, 'Config keys'):\n  " + "\n  ".join(problems)
+            "meaning: docs/configuration.md):\n  " + "\n  ".join(problems)
         )
 
 
