@@ -87,7 +87,8 @@ def test_fewer_tests_than_the_floor_fail_ci(tmp_path):
 def test_a_complete_run_reaches_every_tier(tmp_path):
     code, output, calls = run_ci(tmp_path)
     assert code == 0, output
-    for step in ("-m slow", "ruff check", "ruff format --check", "mypy", "snakefmt", "--lint"):
+    steps = ("-m slow", "ruff check", "ruff format --check", "mypy", "snakefmt", "--lint", "mkdocs")
+    for step in steps:
         assert step in calls, (step, calls)
     assert "=== whole .ci/run:" in output
 
