@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pyranges as pr
 
+from .errors import InputError
+
 SITE_TYPES = ("acceptor", "donor")
 
 
@@ -26,7 +28,7 @@ def splice_sites(gtf: str | os.PathLike) -> pd.DataFrame:
     exons = pr.read_gtf(str(gtf), as_df=True)
     exons = exons[exons["Feature"] == "exon"]
     if exons.empty:
-        raise ValueError(f"{gtf}: no exon lines, so no annotated splice sites")
+        raise InputError(f"{gtf}: no exon lines, so no annotated splice sites")
     rows = []
     for (chrom, strand, transcript), group in exons.groupby(
         ["Chromosome", "Strand", "transcript_id"], observed=True, sort=False
@@ -47,10 +49,10 @@ def topk_accuracy(scores: np.ndarray, is_site: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64)
     is_site = np.asarray(is_site, dtype=bool)
     if scores.shape != is_site.shape:
-        raise ValueError(f"scores {scores.shape} and is_site {is_site.shape} differ in shape")
+        raise InputError(f"scores {scores.shape} and is_site {is_site.shape} differ in shape")
     k = int(is_site.sum())
     if k == 0:
-        raise ValueError("no annotated sites among the scored positions: top-k is undefined")
+        raise InputError("no annotated sites among the scored positions: top-k is undefined")
     top = np.argpartition(-scores, k - 1)[:k]
     return float(is_site[top].sum() / k)
 
@@ -64,14 +66,14 @@ def topk_table(scores: pd.DataFrame, sites: pd.DataFrame) -> dict[str, float]:
     """
     keys = ["chrom", "strand", "pos"]
     if scores.duplicated(keys).any():
-        raise ValueError("scores has duplicate (chrom, strand, pos) rows")
+        raise InputError("scores has duplicate (chrom, strand, pos) rows")
     result = {}
     for site_type in SITE_TYPES:
         wanted = sites.loc[sites["site_type"] == site_type, keys].drop_duplicates()
         flagged = scores[keys].merge(wanted.assign(_site=True), on=keys, how="left")
         is_site = flagged["_site"].fillna(False).to_numpy(dtype=bool)
         if is_site.sum() != len(wanted):
-            raise ValueError(
+            raise InputError(
                 f"{len(wanted) - is_site.sum()} annotated {site_type} sites are not among the "
                 "scored positions"
             )

@@ -37,7 +37,6 @@ from .results import write_table
 log = logging.getLogger(__name__)
 
 GENE_COLUMNS = ["gene_id", "gene_name", "gene_type", "chrom", "start", "end", "strand"]
-REGION_COLUMNS = ["chrom", "strand", "start", "end"]
 _PAIR = r'[A-Za-z_][\w.]*[ \t]+(?:"[^"]*"|[^;"\s]+)'
 _ATTRIBUTES = re.compile(rf"\s*(?:{_PAIR}\s*;\s*)*(?:{_PAIR}\s*)?")
 _GENE_ID = re.compile(r'(?:^|;)\s*gene_id[ \t]+"?[^";\s]')

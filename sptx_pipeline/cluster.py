@@ -1,9 +1,11 @@
 """Dask clusters for ``predict``: local CPU/GPU, dask-cuda, SLURM (dask-jobqueue), or an address.
 
 ``open_client(config, device)`` turns the ``cluster`` mapping of the config into a connected
-``distributed.Client`` and tears down whatever it started on exit. Each worker runs one task at
-a time; the torch thread count of a CPU worker is set so that the workers share the cores (in a
-SLURM job: the CPUs SLURM granted the job, not the node's).
+``distributed.Client`` and tears down whatever it started on exit. A local worker runs
+``tasks_per_worker`` tasks at once (1 unless set; predict sets 2, so one task's Zarr I/O
+overlaps the other's forward pass behind ``runtime.model_lock``); the torch thread count of a
+CPU worker is set so that the workers share the cores (``resources.granted_cores``: in a SLURM
+job the CPUs SLURM granted the task, not the node's).
 
 On SLURM the worker jobs are kept at ``jobs`` by dask-jobqueue's adaptive scaling, so a job that
 dies (scancel, walltime, preemption, node failure) is replaced; a watchdog fails the run with
@@ -480,7 +482,7 @@ _EXAMPLE = (
     "{type: slurm, queue: gpu, account: myproject, walltime: '04:00:00', cores: 8, "
     "memory: 64GB, gpus: 1, jobs: 4}"
 )
-_BUILDERS = {"local": local_cluster, "local_cuda": local_cuda_cluster, "slurm": slurm_cluster}
+_BUILDERS = {"local": local_cluster, "local_cuda": local_cuda_cluster}  # slurm: _slurm_client
 
 
 @contextmanager

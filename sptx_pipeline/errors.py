@@ -10,6 +10,8 @@ that catch those keep working.
 
 from __future__ import annotations
 
+import os
+
 
 class SptxError(Exception):
     """Base class of the errors whose message is enough for the user to act on."""
@@ -58,3 +60,19 @@ class DeviceError(SptxError, RuntimeError):
 class WorkerDiedError(SptxError, RuntimeError):
     """A worker process of ``merge`` or ``tracks`` that ended without an answer (killed, e.g.
     by the kernel's out-of-memory killer)."""
+
+
+class DamagedShardError(SptxError, RuntimeError):
+    """A prediction shard marked done whose stored values do not match its marker.
+
+    Its arguments are kept as they are, so that it crosses from a merge worker process
+    (pickled by its ``args``) intact.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], shard: int, lo: int, hi: int, problem: str):
+        super().__init__(str(path), shard, lo, hi, problem)
+        self.shard = shard
+
+    def __str__(self) -> str:
+        path, shard, lo, hi, problem = self.args
+        return f"{path}: shard {shard} (windows {lo}-{hi - 1}): {problem}"

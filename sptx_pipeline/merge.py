@@ -26,7 +26,12 @@ import zarr
 
 from . import store
 from .atomic import atomic_path, remove_stale
-from .errors import IncompletePredictionsError, InputError, InputMismatchError
+from .errors import (
+    DamagedShardError,
+    IncompletePredictionsError,
+    InputError,
+    InputMismatchError,
+)
 from .lock import holds_store_lock
 from .processes import map_largest_first
 from .provenance import package_provenance
@@ -292,22 +297,6 @@ def merge(
         store.remove_store(predictions_zarr)
         log.info("deleted %s (delete_predictions)", predictions_zarr)
     return counts
-
-
-class DamagedShardError(Exception):
-    """A prediction shard marked done whose stored values do not match its marker.
-
-    Its arguments are kept as they are, so that it crosses from a merge worker process
-    (pickled by its ``args``) intact.
-    """
-
-    def __init__(self, path: str | os.PathLike, shard: int, lo: int, hi: int, problem: str):
-        super().__init__(str(path), shard, lo, hi, problem)
-        self.shard = shard
-
-    def __str__(self) -> str:
-        path, shard, lo, hi, problem = self.args
-        return f"{path}: shard {shard} (windows {lo}-{hi - 1}): {problem}"
 
 
 def _verified_shard(

@@ -24,20 +24,22 @@ from .options import DEVICES, OUTPUT_DTYPES, Device, check_choice
 from .resources import granted_cores
 
 __all__ = [
+    "CUDA_INDEX_ENV",
     "DEVICES",
     "OUTPUT_DTYPES",
+    "TORCH_THREADS_ENV",
     "ModelSpec",
-    "build_model",
+    "Substitutions",
     "ThreadTuner",
-    "granted_cores",
-    "thread_tuner",
-    "model_lock",
+    "build_model",
     "identify",
+    "local_thread_cap",
     "model_identity",
     "model_key",
+    "model_lock",
     "resolve_device",
     "score_windows",
-    "Substitutions",
+    "thread_tuner",
     "worker_model",
 ]
 
