@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
 import tempfile
 import warnings
 import zlib
@@ -24,6 +23,7 @@ import pyranges as pr
 from .atomic import remove_stale
 from .errors import GTFFormatError, InputError, MissingInputError
 from .genome import contig_aliases, contig_lengths, open_fasta, open_text, reconcile_contigs
+from .gtf import attributes, check_fields, first
 from .options import (
     DEFAULT_GENE_TYPES,
     DEFAULT_MISSING_CONTIGS,
@@ -37,24 +37,6 @@ from .results import write_table
 log = logging.getLogger(__name__)
 
 GENE_COLUMNS = ["gene_id", "gene_name", "gene_type", "chrom", "start", "end", "strand"]
-_PAIR = r'[A-Za-z_][\w.]*[ \t]+(?:"[^"]*"|[^;"\s]+)'
-_ATTRIBUTES = re.compile(rf"\s*(?:{_PAIR}\s*;\s*)*(?:{_PAIR}\s*)?")
-_GENE_ID = re.compile(r'(?:^|;)\s*gene_id[ \t]+"?[^";\s]')
-
-
-def _check_line(fields: list[str]) -> None:
-    if len(fields) != 9:
-        raise ValueError(f"expected 9 tab-separated fields, found {len(fields)}")
-    if not (fields[3].isdigit() and fields[4].isdigit()):
-        raise ValueError(
-            f"start and end must be positive integers, got {fields[3]!r}, {fields[4]!r}"
-        )
-    if not 1 <= int(fields[3]) <= int(fields[4]):
-        raise ValueError(f"start {fields[3]} must be >= 1 and <= end {fields[4]}")
-    if fields[6] not in ("+", "-", "."):
-        raise ValueError(f"strand must be +, - or ., got {fields[6]!r}")
-    if _ATTRIBUTES.fullmatch(fields[8]) is None:
-        raise ValueError(f"cannot parse attributes {fields[8][:60]!r}")
 
 
 def extract_gene_lines(gtf: str | os.PathLike, out: Path) -> int:
@@ -84,9 +66,9 @@ def _copy_gene_line(gtf: str | os.PathLike, number: int, line: str, dst: TextIO)
         return 0
     fields = line.rstrip("\n").split("\t")
     try:
-        _check_line(fields)
+        check_fields(fields)
         if fields[2] == "gene":
-            if _GENE_ID.search(fields[8]) is None:
+            if not first(attributes(fields[8]), "gene_id"):
                 raise ValueError("gene record without a gene_id attribute")
             if fields[6] == ".":
                 raise ValueError("gene record without a strand")

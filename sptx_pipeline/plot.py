@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
 from .errors import MissingInputError
+from .genome import contig_aliases
+from .gtf import FIELDS, attributes, first
 from .query import Region, query, resolve
 from .results import SPLICE_CHANNELS, partitions, read_provenance, scores_path
 
@@ -30,7 +31,6 @@ SITE_COLUMNS = {*SPLICE_CHANNELS, "chrom", "pos", "strand", "site_type", "score"
 MAX_SITES = 60
 MAX_TRANSCRIPTS = 12
 COLORS = {"acceptor": "tab:red", "donor": "tab:blue"}
-_ATTR = re.compile(r'(\w+) "([^"]*)"')
 
 
 def run_provenance(results_dir: str | os.PathLike) -> dict:
@@ -58,10 +58,8 @@ def find_gtf(results_dir: str | os.PathLike, gtf: str | os.PathLike | None) -> P
 
 def read_exons(gtf: Path, chrom: str, start: int, end: int, strands: list[str]) -> pd.DataFrame:
     """Exons overlapping ``chrom:start-end`` on ``strands`` (``chr`` prefixes reconciled)."""
-    names = {chrom, chrom.removeprefix("chr"), "chr" + chrom.removeprefix("chr")}
-    if chrom.removeprefix("chr") in ("M", "MT"):
-        names |= {"MT", "chrM", "chrMT", "M"}
-    cols = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attributes"]
+    names = {chrom, *contig_aliases(chrom)}
+    cols = list(FIELDS)
     keep = []
     reader = pd.read_csv(
         gtf, sep="\t", comment="#", header=None, names=cols, chunksize=200_000,
@@ -77,10 +75,10 @@ def read_exons(gtf: Path, chrom: str, start: int, end: int, strands: list[str]) 
         ]
         keep.append(hit)
     exons = pd.concat(keep) if keep else pd.DataFrame(columns=cols)
-    attrs = [dict(_ATTR.findall(a)) for a in exons["attributes"]]
+    attrs = [attributes(a) for a in exons["attributes"]]
     exons = exons.assign(
-        transcript=[a.get("transcript_id", a.get("gene_id", "?")) for a in attrs],
-        gene=[a.get("gene_name", a.get("gene_id", "?")) for a in attrs],
+        transcript=[first(a, "transcript_id", "gene_id", default="?") for a in attrs],
+        gene=[first(a, "gene_name", "gene_id", default="?") for a in attrs],
     )
     return exons[["start", "end", "strand", "transcript", "gene"]].reset_index(drop=True)
 

@@ -9,24 +9,16 @@ the GTF), sorted by gene and start. The annotated splice sites are the exon star
 from __future__ import annotations
 
 import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 import pandas as pd
 
 from .genome import open_text
+from .gtf import attributes, first
 
 EXON_COLUMNS = ["gene_id", "transcript_id", "start", "end"]
 CANONICAL_TAGS = ("Ensembl_canonical", "MANE_Select")
-_ATTRIBUTE = re.compile(r'([A-Za-z_][\w.]*)[ \t]+(?:"([^"]*)"|([^;"\s]+))')
-
-
-def _attributes(text: str) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = defaultdict(list)
-    for key, quoted, bare in _ATTRIBUTE.findall(text):
-        found[key].append(quoted or bare)
-    return found
 
 
 def canonical_exons(gtf: str | os.PathLike, gene_ids: Iterable[str]) -> pd.DataFrame:
@@ -42,9 +34,8 @@ def canonical_exons(gtf: str | os.PathLike, gene_ids: Iterable[str]) -> pd.DataF
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 9 or fields[2] not in ("transcript", "exon"):
                 continue
-            attrs = _attributes(fields[8])
-            gene = attrs.get("gene_id", [""])[0]
-            transcript = attrs.get("transcript_id", [""])[0]
+            attrs = attributes(fields[8])
+            gene, transcript = first(attrs, "gene_id"), first(attrs, "transcript_id")
             if gene not in wanted or not transcript:
                 continue
             owner[transcript] = gene
