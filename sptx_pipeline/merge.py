@@ -33,6 +33,7 @@ from .errors import (
     InputMismatchError,
 )
 from .lock import holds_store_lock
+from .options import DEFAULT_SITES_MIN_SCORE
 from .processes import map_largest_first
 from .provenance import package_provenance
 from .results import (
@@ -214,7 +215,7 @@ def merge(
     genes_parquet: str | os.PathLike,
     scores_dir: str | os.PathLike,
     sites_parquet: str | os.PathLike,
-    sites_min_score: float = 0.1,
+    sites_min_score: float = DEFAULT_SITES_MIN_SCORE,
     provenance: dict[str, Any] | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
     rows_per_file: int = ROWS_PER_FILE,

@@ -20,7 +20,7 @@ import torch
 
 from .errors import DeviceError
 from .models.base import ScoringModel
-from .options import DEVICES, OUTPUT_DTYPES, Device, check_choice
+from .options import DEFAULT_BATCH_SIZE, DEVICES, OUTPUT_DTYPES, Device, check_choice
 from .resources import granted_cores
 
 __all__ = [
@@ -209,8 +209,8 @@ Substitutions = Mapping[int, tuple[int, int, int]]  # ALT row -> (REF row, start
 def score_windows(
     model: ScoringModel,
     tokens: np.ndarray,
-    batch_size: int = 8,
-    output_dtype: str = "float32",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output_dtype: str = "float32",  # not DEFAULT_OUTPUT_DTYPE: variants keep float32
     device: torch.device | str = "cpu",
     substitutions: Substitutions | None = None,
 ) -> np.ndarray:
