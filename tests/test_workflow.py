@@ -193,3 +193,14 @@ def test_rerun_only_what_is_stale(tmp_path):
     assert run("model=wide", "chunk_size=500", "sites_min_score=0.2", "genes=[GPX4]") == set(
         STAGES
     ) - {"model"}
+
+
+def test_a_snakemake_parse_imports_no_torch():
+    """common.smk's imports (every parse of the Snakefile runs them) leave torch unimported:
+    torch costs seconds on every `snakemake` call, dry runs included."""
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    imports = [line for line in common.splitlines() if line.startswith(("import ", "from "))]
+    assert any("sptx_pipeline" in line for line in imports)
+    code = "\n".join([*imports, "import sys", "assert 'torch' not in sys.modules, 'torch'"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

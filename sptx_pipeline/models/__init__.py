@@ -1,8 +1,9 @@
 """Scoring models: SpTransformer (hub, local directory, original checkpoint) and SpliceAI.
 
 A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k) or anything else, which is an
-SpTransformer hub id, local directory or ``.ckpt`` file. :func:`parse_source` splits a source
-into its family and argument, once; :data:`FAMILIES` maps each family to its loader and
+SpTransformer hub id, local directory or ``.ckpt`` file. :func:`parse_source` (in
+``model_source``, without torch) splits a source into its family and argument, once;
+:data:`FAMILIES` maps each family to its loader and
 describer, so a new model family is one entry here (and its module).
 """
 
@@ -14,11 +15,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..atomic import remove_stale, write_text
+from ..model_source import Family, local_model_files, parse_source
 from ..options import PRECISIONS, check_choice
 from .base import ScoringModel, postprocess
 
@@ -37,8 +39,6 @@ __all__ = [
     "write_model_info",
 ]
 
-Family = Literal["sptransformer", "spliceai"]
-
 
 @dataclass(frozen=True)
 class ModelFamily:
@@ -46,15 +46,6 @@ class ModelFamily:
 
     load: Callable[[str | None], ScoringModel]
     describe: Callable[[str | None], dict[str, Any]]
-
-
-def parse_source(source: str | os.PathLike) -> tuple[Family, str | None]:
-    """``(family, argument)``: ``spliceai[:dir]`` -> ``("spliceai", dir or None)``, anything else
-    -> ``("sptransformer", source)``."""
-    text = str(source)
-    if text == "spliceai" or text.startswith("spliceai:"):
-        return "spliceai", text.partition(":")[2] or None
-    return "sptransformer", text
 
 
 def _load_sptransformer(argument: str | None) -> ScoringModel:
@@ -139,10 +130,3 @@ def write_model_info(source: str, path: str | os.PathLike | None = None) -> str:
         remove_stale(path)
         write_text(path, text)
     return text
-
-
-def local_model_files(source: str) -> list[str]:
-    """The model's file or directory when ``source`` names a local path (``spliceai:DIR`` too),
-    so Snakemake re-runs what depends on the model when it changes; hub ids have none."""
-    _, argument = parse_source(source)
-    return [argument] if argument and Path(argument).exists() else []
