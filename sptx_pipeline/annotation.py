@@ -22,7 +22,14 @@ import pyranges as pr
 
 from .atomic import remove_stale
 from .errors import GTFFormatError, InputError, MissingInputError
-from .genome import contig_aliases, contig_lengths, open_fasta, open_text, reconcile_contigs
+from .genome import (
+    contig_aliases,
+    contig_lengths,
+    merge_intervals,
+    open_fasta,
+    open_text,
+    reconcile_contigs,
+)
 from .gtf import attributes, check_fields, first
 from .options import (
     DEFAULT_GENE_TYPES,
@@ -181,26 +188,15 @@ def _reconcile(
 
 
 def merge_regions(genes: pd.DataFrame, contig_order: Sequence[str]) -> pd.DataFrame:
-    """Union of gene bodies per chrom and strand, 0-based half-open, in FASTA order."""
-    ranges = pr.PyRanges(
-        pd.DataFrame(
-            {
-                "Chromosome": genes["chrom"].to_numpy(),
-                "Start": genes["start"].to_numpy() - 1,
-                "End": genes["end"].to_numpy(),
-                "Strand": genes["strand"].to_numpy(),
-            }
-        )
-    )
-    merged = ranges.merge(strand=True).df
-    regions = pd.DataFrame(
-        {
-            "chrom": merged["Chromosome"].astype(str),
-            "strand": merged["Strand"].astype(str),
-            "start": merged["Start"].astype("int64"),
-            "end": merged["End"].astype("int64"),
-        }
-    )
+    """Union of gene bodies per chrom and strand, 0-based half-open, in FASTA order
+    (``genome.merge_intervals``, the one interval union of the package)."""
+    rows = [
+        (chrom, strand, start, end)
+        for (chrom, strand), group in genes.groupby(["chrom", "strand"], sort=False)
+        for start, end in merge_intervals(group["start"].to_numpy() - 1, group["end"].to_numpy())
+    ]
+    regions = pd.DataFrame(rows, columns=["chrom", "strand", "start", "end"])
+    regions = regions.astype({"chrom": str, "strand": str, "start": "int64", "end": "int64"})
     return _sort(regions, contig_order, ["strand", "start"])
 
 
