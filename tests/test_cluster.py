@@ -25,7 +25,7 @@ from sptx_pipeline.cluster import (
 from sptx_pipeline.inference import predict
 from sptx_pipeline.testing import StandInFactory, reference
 
-PROFILE = os.path.join(os.path.dirname(__file__), "..", "workflow", "profiles", "slurm")
+PROFILE = os.path.join(os.path.dirname(__file__), "..", "profiles", "slurm")
 
 
 def test_local_cpu_cluster_shares_the_cores():

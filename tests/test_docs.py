@@ -195,7 +195,7 @@ def test_documented_commands_exist(page):
         ("sptx tracks --scores s --fasta f --out o [--channel acceptor]", "no option --channel"),
         ("snakemake --cores all --config chunk_sise=100", "chunk_sise: not a key"),
         ("snakemake --cors all", "snakemake has no option --cors"),
-        ("snakemake --profile workflow/profiles/nowhere", "no such profile"),
+        ("snakemake --profile profiles/nowhere", "no such profile"),
         ("X=1 sptx quarry && sptx query r G", "sptx has no subcommand 'quarry'"),
         ("sptx query r G | head; sptx plot r G --colour red", "sptx plot has no option --colour"),
     ],

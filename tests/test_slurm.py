@@ -31,7 +31,7 @@ from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_che
 from sptx_pipeline.testing import make_windows
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
-PROFILE = REPO / "workflow" / "profiles" / "slurm-cpu"
+PROFILE = REPO / "profiles" / "slurm-cpu"
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "SUSPENDED", "REQUEUED"}
 
 
@@ -189,7 +189,7 @@ def test_bundled_example_with_dask_slurm_workers_equals_local(example):
 
 
 def cpu_profile_for(cluster: dict, directory: Path) -> dict:
-    """workflow/profiles/slurm-cpu sized for the test node: CPUs and memory capped to what a
+    """profiles/slurm-cpu sized for the test node: CPUs and memory capped to what a
     node has, the partition the test cluster's; every other key as shipped."""
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     memory = cluster["mem"] // 2
@@ -418,7 +418,7 @@ def test_sigterm_cancels_every_job(tmp_path):
 
 
 def read_profile(name: str) -> dict:
-    return yaml.safe_load((REPO / "workflow" / "profiles" / name / "config.yaml").read_text())
+    return yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
 
 
 def test_the_cpu_profile_is_the_gpu_profile_without_gpus():
