@@ -1,14 +1,14 @@
 """sptx-pipeline: GTF + FASTA -> genome-wide SpTransformer scores (see DESIGN.md and README.md).
 
-    snakemake --cores all                                   # the bundled example
-    snakemake --cores all --config model=/path/to/checkpoint outdir=results-ckpt
+snakemake --cores all                                   # the bundled example
+snakemake --cores all --config model=/path/to/checkpoint outdir=results-ckpt
 """
 
 import json
 
 from snakemake.utils import min_version, validate
 
-min_version("8.0")
+min_version("9.0")  # tested with 9.27; the executor plugins of 9 (SLURM profiles)
 
 
 # The bundled example is the config only when the user names none: `--configfile my.yaml`

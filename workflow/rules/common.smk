@@ -10,6 +10,7 @@ from sptx_pipeline.workflow_config import normalise_config
 
 ENV = "../envs/sptx.yaml"
 
+
 def check_config(cfg, schema_path):
     """Schema violations as Snakemake's own error: one line per bad key, key first."""
     try:

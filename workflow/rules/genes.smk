@@ -7,17 +7,17 @@ rule genes:
         genes=f"{OUT}/genes.parquet",
         regions=f"{OUT}/regions.parquet",
         exons=f"{OUT}/exons.parquet",
+    log:
+        f"{OUT}/logs/genes.log",
+    benchmark:
+        f"{OUT}/benchmarks/genes.tsv"
+    conda:
+        ENV
     params:
         gene_types=csv(config["gene_types"]),
         chromosomes=csv(config["chromosomes"]),
         genes=csv(config["genes"]),
         missing_contigs=config["missing_contigs"],
-    conda:
-        ENV
-    log:
-        f"{OUT}/logs/genes.log",
-    benchmark:
-        f"{OUT}/benchmarks/genes.tsv"
     shell:
         "sptx genes --gtf {input.gtf:q} --fasta {input.fasta:q}"
         " --gene-types={params.gene_types:q} --chromosomes={params.chromosomes:q}"

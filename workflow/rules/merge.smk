@@ -24,6 +24,13 @@ rule merge:
     output:
         scores=directory(f"{OUT}/scores"),
         sites=f"{OUT}/sites.parquet",
+    log:
+        f"{OUT}/logs/merge.log",
+    benchmark:
+        f"{OUT}/benchmarks/merge.tsv"
+    conda:
+        ENV
+    threads: all_cores  # (chrom, strand) partitions merged in parallel, one process each
     params:
         store=rules.predict.params.store,
         sites_min_score=config["sites_min_score"],
@@ -31,13 +38,6 @@ rule merge:
         provenance=json.dumps(
             {"config": {key: config[key] for key in PROVENANCE_KEYS}}, sort_keys=True
         ),
-    threads: all_cores  # (chrom, strand) partitions merged in parallel, one process each
-    conda:
-        ENV
-    log:
-        f"{OUT}/logs/merge.log",
-    benchmark:
-        f"{OUT}/benchmarks/merge.tsv"
     shell:
         "sptx merge --windows {input.windows:q} --predictions {params.store:q}"
         " --regions {input.regions:q} --genes {input.genes:q}"

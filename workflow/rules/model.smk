@@ -9,14 +9,14 @@ checkpoint model:
         weights=lambda wildcards: local_model_files(config["model"]),
     output:
         info=f"{OUT}/model.json",
-    params:
-        model=config["model"],
-    conda:
-        ENV
     log:
         f"{OUT}/logs/model.log",
     benchmark:
         f"{OUT}/benchmarks/model.tsv"
+    conda:
+        ENV
+    params:
+        model=config["model"],
     shell:
         "sptx model-info --model {params.model:q} --out {output.info:q} > {log:q} 2>&1"
 

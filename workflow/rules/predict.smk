@@ -18,6 +18,13 @@ rule predict:
             if config["keep_predictions"]
             else temp(f"{OUT}/predictions.json")
         ),
+    log:
+        f"{OUT}/logs/predict.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict.tsv"
+    conda:
+        ENV
+    threads: all_cores
     params:
         store=f"{OUT}/predictions.zarr",
         model=config["model"],
@@ -28,13 +35,6 @@ rule predict:
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
         tune="--tune-threads" if config["tune_threads"] else "",
-    threads: all_cores
-    conda:
-        ENV
-    log:
-        f"{OUT}/logs/predict.log",
-    benchmark:
-        f"{OUT}/benchmarks/predict.tsv"
     shell:
         "sptx predict --windows {input.windows:q} --out {params.store:q}"
         " --model {params.model:q} --device {params.device} --precision {params.precision}"

@@ -8,16 +8,16 @@ rule tile:
     output:
         zarr=directory(f"{OUT}/windows.zarr"),
         table=f"{OUT}/windows.parquet",
-    params:
-        flank=lambda wildcards: geometry(wildcards)["flank"],
-        chunk_size=lambda wildcards: geometry(wildcards)["chunk_size"],
-        shard_size=config["shard_size"],
-    conda:
-        ENV
     log:
         f"{OUT}/logs/tile.log",
     benchmark:
         f"{OUT}/benchmarks/tile.tsv"
+    conda:
+        ENV
+    params:
+        flank=lambda wildcards: geometry(wildcards)["flank"],
+        chunk_size=lambda wildcards: geometry(wildcards)["chunk_size"],
+        shard_size=config["shard_size"],
     shell:
         "sptx tile --fasta {input.fasta:q} --regions {input.regions:q}"
         " --flank {params.flank} --chunk-size {params.chunk_size}"

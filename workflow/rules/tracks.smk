@@ -5,16 +5,16 @@ rule tracks:
         fasta=config["fasta"],
     output:
         tracks=directory(f"{OUT}/tracks"),
-    params:
-        channels=csv(config["tracks_channels"]),
-        bits="exact" if config["tracks_bits"] is None else config["tracks_bits"],
-    threads: all_cores  # bigWig files written in parallel, one process each
-    conda:
-        ENV
     log:
         f"{OUT}/logs/tracks.log",
     benchmark:
         f"{OUT}/benchmarks/tracks.tsv"
+    conda:
+        ENV
+    threads: all_cores  # bigWig files written in parallel, one process each
+    params:
+        channels=csv(config["tracks_channels"]),
+        bits="exact" if config["tracks_bits"] is None else config["tracks_bits"],
     shell:
         "sptx tracks --scores {input.scores:q} --fasta {input.fasta:q} --out {output.tracks:q}"
         " --channels={params.channels:q} --bits {params.bits} --workers {threads} > {log:q} 2>&1"

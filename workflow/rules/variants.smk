@@ -5,7 +5,11 @@ rule variants:
     output, so a killed run resumes where it stopped.
     """
     input:
-        vcf=[config["vcf"]] if config["vcf"] is not None and config["saturate"] is None else [],
+        vcf=(
+            [config["vcf"]]
+            if config["vcf"] is not None and config["saturate"] is None
+            else []
+        ),
         fasta=config["fasta"],
         genes=rules.genes.output.genes,
         exons=rules.genes.output.exons,
@@ -13,6 +17,13 @@ rule variants:
     output:
         parquet=f"{OUT}/variants.parquet",
         vcf=f"{OUT}/variants.vcf.gz",
+    log:
+        f"{OUT}/logs/variants.log",
+    benchmark:
+        f"{OUT}/benchmarks/variants.tsv"
+    conda:
+        ENV
+    threads: all_cores
     params:
         source=variant_source() if variants_wanted() else "",
         model=config["model"],
@@ -29,13 +40,6 @@ rule variants:
         batch_size=config["batch_size"],
         max_retries=config["max_retries"],
         cluster=json.dumps(config["cluster"], sort_keys=True),
-    threads: all_cores
-    conda:
-        ENV
-    log:
-        f"{OUT}/logs/variants.log",
-    benchmark:
-        f"{OUT}/benchmarks/variants.tsv"
     shell:
         "sptx variants {params.source} --fasta {input.fasta:q} --genes {input.genes:q}"
         " --exons {input.exons:q} --model {params.model:q} --convention {params.convention}"
