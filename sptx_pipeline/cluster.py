@@ -362,6 +362,11 @@ class SlurmWatchdog:
         return len(self.cluster.scheduler_info.get("workers", {}))
 
     def start(self) -> None:
+        log.info(
+            "SLURM watchdog started: the run fails once no Dask worker has been connected for "
+            "%.0f s (cluster option wait_timeout)",
+            self.wait_timeout,
+        )
         self._thread.start()
 
     def stop(self) -> None:

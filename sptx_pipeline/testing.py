@@ -6,15 +6,12 @@
 which process runs it, or make it fail, for the crash tests. ``make_windows`` writes a random
 windows store; ``reference`` scores windows one by one, independently of ``predict``.
 
-``python -m sptx_pipeline.testing WINDOWS PREDICTIONS`` runs ``predict`` with the stand-in model
-(the SIGKILL test kills that process).
+The command that runs ``predict`` with the stand-in model in its own process (the SIGKILL,
+lock and SLURM tests) is ``tests/stand_in_predict.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
 import signal
 import time
@@ -139,32 +136,3 @@ def reference(tokens: np.ndarray, seed: int = 0) -> np.ndarray:
             for window in tokens
         ]
     return np.stack(rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="predict with the stand-in model")
-    parser.add_argument("windows")
-    parser.add_argument("predictions")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sleep", type=float, default=0.0)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--cluster", type=json.loads, default={"type": "local"})
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    from sptx_pipeline.inference import predict
-    from sptx_pipeline.testing import StandInFactory as Factory  # not __main__'s: same identity
-
-    summary = predict(
-        args.windows,
-        args.predictions,
-        Factory(seed=args.seed, sleep=args.sleep),
-        device="cpu",
-        batch_size=args.batch_size,
-        cluster=args.cluster,
-        progress=False,
-    )
-    print(json.dumps(summary.as_dict("windows")), flush=True)
-
-
-if __name__ == "__main__":
-    main()

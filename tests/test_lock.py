@@ -74,7 +74,7 @@ def test_a_waiter_takes_the_lock_when_the_holder_ends(tmp_path):
 
 def _predict(windows, out, sleep):
     command = [
-        *(sys.executable, "-m", "sptx_pipeline.testing", str(windows), str(out)),
+        *(sys.executable, "-m", "tests.stand_in_predict", str(windows), str(out)),
         *("--sleep", str(sleep), "--cluster", json.dumps(THREADED)),
     ]
     return subprocess.Popen(

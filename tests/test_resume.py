@@ -34,7 +34,7 @@ def test_sigkill_then_resume_computes_only_the_rest(tmp_path):
     make_windows(windows, n_windows=40, shard_size=4)  # 10 shards
     out = tmp_path / "predictions.zarr"
     command = [
-        sys.executable, "-m", "sptx_pipeline.testing", str(windows), str(out),
+        sys.executable, "-m", "tests.stand_in_predict", str(windows), str(out),
         "--sleep", "0.4", "--cluster", json.dumps(THREADED),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -266,7 +266,7 @@ def stand_in_predict(tmp_path: Path, cluster: dict, sleep: float = 0.0, n_window
     command = [
         sys.executable,
         "-m",
-        "sptx_pipeline.testing",
+        "tests.stand_in_predict",
         str(windows),
         str(tmp_path / "p.zarr"),
     ]
@@ -334,15 +334,30 @@ def test_a_job_slurm_refuses_fails_predict_with_slurms_reason(tmp_path):
     assert "AssertionError" not in log
 
 
+def logged_at(log: str, pattern: str) -> float:
+    """Epoch time of the first line of ``log`` (tests/stand_in_predict.py's format) that
+    matches ``pattern``."""
+    match = re.search(rf"^(\d+\.\d+) {pattern}", log, re.M)
+    assert match, (pattern, log[-3000:])
+    return float(match.group(1))
+
+
+WATCHDOG_STARTED = r"INFO sptx_pipeline\.cluster: SLURM watchdog started"
+WATCHDOG_FAILED = r"ERROR sptx_pipeline\.cluster: no Dask worker connected"
+
+
 @on_slurm
 def test_a_job_that_never_starts_fails_predict_after_wait_timeout(tmp_path):
+    """Measured from the watchdog's start (its clock) to its failure, both as the code logs
+    them: a bound from the test's own clock would include the process's start-up (76 s once,
+    at a load of 28 on 2 cores)."""
     cluster = slurm_cluster(job_extra_directives=["--begin=now+1hour"], wait_timeout=10)
-    started = time.monotonic()
     process = stand_in_predict(tmp_path, cluster)
-    returncode = process.wait(timeout=90)
-    seconds = time.monotonic() - started
+    returncode = process.wait(timeout=300)
     log = (tmp_path / "predict.log").read_text()
-    assert returncode != 0 and 10 <= seconds < 60, (seconds, log[-3000:])
+    assert returncode != 0, log[-3000:]
+    seconds = logged_at(log, WATCHDOG_FAILED) - logged_at(log, WATCHDOG_STARTED)
+    assert 10 <= seconds < 10 + WATCHDOG_INTERVAL + 10, (seconds, log[-3000:])
     assert re.search(
         r"^sptx_pipeline\.errors\.ClusterError: "
         r"no Dask worker connected for 10 s \(cluster option wait_timeout\); "
@@ -360,8 +375,9 @@ def test_losing_every_worker_with_no_replacement_fails_predict_after_wait_timeou
     and fails no earlier than the watchdog's clock allows. That clock starts at its last poll
     that saw a worker (every ``WATCHDOG_INTERVAL`` s); the worker is connected until the
     scancel below, so the clock cannot start earlier than one interval before ``started``
-    (taken before the scancel). Measured from after the scancel, as before, the bound was
-    broken by the poll granularity: 29.60 s against 30 s in a SLURM run.
+    (taken before the scancel); the failure's time is the one the code logs, not the process's
+    exit. Measured from after the scancel, as before, the bound was broken by the poll
+    granularity: 29.60 s against 30 s in a SLURM run.
     """
     partition = CLUSTER["partition"]
     wait_timeout = 30  # longer than dask-jobqueue takes to replace a lost job (15-20 s)
@@ -373,16 +389,16 @@ def test_losing_every_worker_with_no_replacement_fails_predict_after_wait_timeou
             ["scontrol", "update", f"PartitionName={partition}", "State=DOWN"], check=True
         )
         running = wait_until(worker_jobs, 30, "the running worker job")
-        started = time.monotonic()
+        started = time.time()
         subprocess.run(["scancel", *running], check=True)
-        returncode = process.wait(timeout=120)
-        seconds = time.monotonic() - started
+        returncode = process.wait(timeout=300)
     finally:
         subprocess.run(["scontrol", "update", f"PartitionName={partition}", "State=UP"], check=True)
         process.kill()
     log = (tmp_path / "predict.log").read_text()
     assert returncode != 0, log[-3000:]
-    assert wait_timeout - WATCHDOG_INTERVAL <= seconds < wait_timeout + 60, (seconds, log[-3000:])
+    seconds = logged_at(log, WATCHDOG_FAILED) - started
+    assert wait_timeout - WATCHDOG_INTERVAL <= seconds < wait_timeout + 30, (seconds, log[-3000:])
     assert re.search(
         r"^sptx_pipeline\.errors\.ClusterError: "
         r"no Dask worker connected for 30 s \(cluster option wait_timeout\); "
