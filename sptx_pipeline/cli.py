@@ -194,6 +194,12 @@ def _add_tracks(sub: Subparsers) -> None:
         default=options.DEFAULT_TRACKS_BITS,
         help="round values to multiples of 2^-BITS (default %(default)s; 'exact': float32 as is)",
     )
+    p.add_argument(
+        "--assembly",
+        default=options.DEFAULT_ASSEMBLY,
+        help="UCSC assembly name (hg19, hg38, ...): also write the track hub OUT/hub.txt",
+    )
+    p.add_argument("--hub-email", default=options.DEFAULT_HUB_EMAIL, help="the hub's contact")
     p.set_defaults(func=_run_tracks)
 
 
@@ -211,6 +217,8 @@ def _run_tracks(args: argparse.Namespace) -> None:
         channels=args.channels or None,
         workers=args.workers,
         bits=args.bits,
+        assembly=args.assembly,
+        hub_email=args.hub_email,
     )
 
 

@@ -9,7 +9,9 @@ from snakemake.exceptions import WorkflowError
 from sptx_pipeline.models import local_model_files
 
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
-NULLABLE_KEYS = ("chunk_size", "tracks_bits", "vcf", "variant_distance", "saturate")
+NULLABLE_KEYS = (
+    "chunk_size", "tracks_bits", "vcf", "variant_distance", "saturate", "assembly", "hub_email"
+)
 BOOLEAN_KEYS = ("keep_predictions", "tune_threads", "variant_mask")
 ENV = "../envs/sptx.yaml"
 
