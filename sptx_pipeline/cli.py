@@ -275,6 +275,38 @@ def _run_plot(args: argparse.Namespace) -> None:
     )
 
 
+def _add_plot_variant(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "plot-variant",
+        help="picture of a scored variant: REF/ALT probabilities, deltas, gene, tissues",
+    )
+    p.add_argument("results", help="the pipeline's outdir (with variants.parquet)")
+    p.add_argument("variant", nargs="?", help="chr19:1207202:G>A (not with --vcf)")
+    p.add_argument("-o", "--output", help="PNG (or PDF/SVG) path; with --vcf: a directory")
+    p.add_argument("--vcf", help="draw every scored record x ALT of this VCF, one file each")
+    p.add_argument("--format", default="png", help="file type with --vcf (png, pdf, svg)")
+    p.add_argument("--model", help="the run's model (default: the source in its provenance)")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE)
+    p.set_defaults(func=_run_plot_variant)
+
+
+def _run_plot_variant(args: argparse.Namespace) -> None:
+    from .errors import InputError
+    from .plot_variant import parse_variant, plot_variant, plot_variants_vcf
+
+    if args.output is None:
+        raise InputError("give -o/--output (a file; with --vcf, a directory)")
+    if args.vcf:
+        if args.variant:
+            raise InputError("give a variant or --vcf, not both")
+        plot_variants_vcf(args.results, args.vcf, args.output, args.model, args.device, args.format)
+    elif args.variant:
+        parse_variant(args.variant)
+        plot_variant(args.results, args.variant, args.output, args.model, args.device)
+    else:
+        raise InputError("give a variant chrom:pos:REF>ALT or --vcf")
+
+
 def _add_variants(sub: Subparsers) -> None:
     p = sub.add_parser("variants", help="score the splicing effect of VCF variants")
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
@@ -394,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tracks,
         _add_query,
         _add_plot,
+        _add_plot_variant,
         _add_variants,
         _add_query_variant,
     ):
