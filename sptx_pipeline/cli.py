@@ -307,6 +307,23 @@ def _run_plot_variant(args: argparse.Namespace) -> None:
         raise InputError("give a variant chrom:pos:REF>ALT or --vcf")
 
 
+def _add_browse(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "browse", help="serve the results on localhost and open them in igv.js (bundled)"
+    )
+    p.add_argument("results", help="the pipeline's outdir (with tracks/)")
+    p.add_argument(
+        "locus", nargs="?", help="region, gene name or id, or variant (default: the first gene)"
+    )
+    p.add_argument("--fasta", help="the run's FASTA (default: from the run's provenance)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local)")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    p.add_argument(
+        "--no-open", dest="open_browser", action="store_false", help="only print the URL"
+    )
+    p.set_defaults(func=_call("browse", "browse", "results locus"))
+
+
 def _add_variants(sub: Subparsers) -> None:
     p = sub.add_parser("variants", help="score the splicing effect of VCF variants")
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
@@ -427,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_query,
         _add_plot,
         _add_plot_variant,
+        _add_browse,
         _add_variants,
         _add_query_variant,
     ):
