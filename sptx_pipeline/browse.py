@@ -260,7 +260,13 @@ def build_site(
                 "color": "rgb(40,40,40)",
             },
         )
-    config = {"reference": reference, "locus": where, "tracks": tracks, "showSVGButton": False}
+    config = {
+        "reference": reference,
+        "locus": where,
+        "tracks": tracks,
+        "showSVGButton": False,
+        "loadDefaultGenomes": False,  # igv.js would fetch its genome list from igv.org
+    }
     text = json.dumps(config, indent=1).replace("</", "<\\/")
     title = html.escape(f"sptx browse: {results.resolve().name}")
     page = PAGE.format(title=title, version=IGV_VERSION, config=text).encode()

@@ -324,6 +324,18 @@ def _add_browse(sub: Subparsers) -> None:
     p.set_defaults(func=_call("browse", "browse", "results locus"))
 
 
+def _add_report(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "report", help="one self-contained HTML file of the scored variants (opens offline)"
+    )
+    p.add_argument("results", help="the pipeline's outdir (with variants.parquet)")
+    p.add_argument("-o", "--output", required=True, help="HTML file to write")
+    p.add_argument("--top", type=int, default=10, help="variants drawn, by largest DS")
+    p.add_argument("--model", help="the run's model (default: the source in its provenance)")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE)
+    p.set_defaults(func=_call("report", "write_report", "results output"))
+
+
 def _add_variants(sub: Subparsers) -> None:
     p = sub.add_parser("variants", help="score the splicing effect of VCF variants")
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
@@ -445,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_plot,
         _add_plot_variant,
         _add_browse,
+        _add_report,
         _add_variants,
         _add_query_variant,
     ):

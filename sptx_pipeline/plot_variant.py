@@ -26,6 +26,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
 from .errors import InputError, InputMismatchError, MissingInputError
+from .models.base import ScoringModel
 from .options import DEFAULT_DEVICE, Device
 from .provenance import sha256_file
 from .results import read_provenance
@@ -134,7 +135,8 @@ def variant_effects(
         raise MissingInputError(f"the run's FASTA {fasta} is not there any more")
     spec: ModelSpec = model if model is not None else model_record["source"]
     precision = settings_record.get("precision", "float32")
-    identity = identify(spec, precision)
+    torch_device = resolve_device(device)
+    identity, net = _loaded(spec, torch_device, precision)
     if identity["weights_sha256"] != model_record.get("weights_sha256"):
         raise InputMismatchError(
             f"model {spec!r} is not the model of {path} ({model_record.get('source')}); "
@@ -160,8 +162,6 @@ def variant_effects(
             "alts": [str(first["alt"])],
         }
     )
-    torch_device = resolve_device(device)
-    net = build_model(spec, torch_device, precision)
     windows = WindowSet()
     planned = plan_records(records, annotation, settings, windows)
     with torch.inference_mode():
@@ -181,6 +181,21 @@ def variant_effects(
             VariantEffect(row, positions, ref, alt, list(identity["channels"]), settings.convention)
         )
     return effects
+
+
+_LOADED: dict[tuple[str, str, str], tuple[dict[str, Any], ScoringModel]] = {}
+
+
+def _loaded(
+    spec: ModelSpec, device: torch.device, precision: str
+) -> tuple[dict[str, Any], ScoringModel]:
+    """The identity and the loaded model of ``spec``, kept for the next variant (a report
+    draws many; SpliceAI's five networks take seconds to load)."""
+    key = (spec if isinstance(spec, str) else repr(spec), str(device), precision)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = (identify(spec, precision), build_model(spec, device, precision))
+    return _LOADED[key]
 
 
 def _gene_exons(results: Path, gene_id: str | None) -> pd.DataFrame | None:

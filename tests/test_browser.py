@@ -69,22 +69,34 @@ def example(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(example):
-    """The page of ``sptx browse`` at ``LOCUS`` in headless Chromium (no network needed)."""
+def chromium():
+    """Debian's chromium, headless, through playwright (one per module: playwright's sync API
+    runs once per thread)."""
     if not CHROMIUM:
         pytest.fail("no chromium executable: run .ci/browser-setup.sh (or set SPTX_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    server = browse.start_server(browse.build_site(example, LOCUS))
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto(f"http://127.0.0.1:{server.server_port}/")
-        tab.wait_for_function("window.sptx.ready || window.sptx.error !== null", timeout=90_000)
-        assert tab.evaluate("window.sptx.error") is None
-        yield tab, errors
-        chromium.close()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(example, chromium):
+    """The page of ``sptx browse`` at ``LOCUS`` (no network needed)."""
+    server = browse.start_server(browse.build_site(example, LOCUS))
+    tab = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on(  # everything must come from sptx browse: HPC nodes have no internet
+        "request",
+        lambda r: r.url.startswith("http://127.0.0.1:") or errors.append(f"fetched {r.url}"),
+    )
+    tab.goto(f"http://127.0.0.1:{server.server_port}/")
+    tab.wait_for_function("window.sptx.ready || window.sptx.error !== null", timeout=90_000)
+    assert tab.evaluate("window.sptx.error") is None
+    yield tab, errors
+    tab.close()
     server.shutdown()
     server.server_close()
 
@@ -134,3 +146,58 @@ def test_screenshot_has_data_in_every_track_row(page):
         row = image[top + 1 : top + height - 1, left + 1 : left + width - 1]
         drawn = np.any(np.abs(row - background) > 0.05, axis=-1)
         assert drawn.sum() > 100, (track["name"], int(drawn.sum()))  # seen: 450 and more
+
+
+def test_report_opens_offline_with_table_and_igv_views(example, chromium, tmp_path):
+    """``sptx report`` HTML from a file:// URL with networking disabled: the table has every
+    result row and sorts, and each top variant's igv.js view loaded its inlined tracks."""
+    import pandas as pd
+
+    from sptx_pipeline.report import write_report
+
+    report = write_report(example, tmp_path / "report.html", top=3,
+                          model=StandInFactory(channels=WIDE_CHANNELS), device="cpu")  # fmt: skip
+    rows = pd.read_parquet(example / "variants.parquet")
+    context = chromium.new_context(offline=True)
+    requested: list[str] = []
+
+    def refuse(route):  # anything but the file itself would need a network
+        requested.append(route.request.url)
+        route.abort()
+
+    context.route("http*://**/*", refuse)
+    tab = context.new_page()
+    tab.goto(report.as_uri())
+    tab.wait_for_function(
+        "window.sptxReport && window.sptxReport.ready + window.sptxReport.errors.length"
+        " === SPTX_VIEWS.length",
+        timeout=90_000,
+    )
+    assert tab.evaluate("window.sptxReport.errors") == []
+    assert tab.evaluate("window.sptxReport.ready") == 3
+    counts = tab.evaluate("""async () => {
+      const out = [];
+      for (const b of window.sptxReport.browsers) {
+        const f = b.referenceFrameList[0];
+        for (const v of b.trackViews) {
+          if (!["wig", "annotation", "variant"].includes(v.track.type)) continue;
+          const feats = await v.track.getFeatures(f.chr, f.start, f.end, f.bpPerPixel);
+          out.push([v.track.type, feats.length]);
+        }
+      }
+      return out;
+    }""")
+    assert {t for t, _ in counts} == {"wig", "annotation", "variant"}
+    assert all(n > 0 for _, n in counts), counts
+    assert tab.locator("#variants tbody tr").count() == len(rows)
+
+    def positions() -> list[int]:
+        cells = tab.locator("#variants tbody td:nth-child(2)").all_inner_texts()
+        return [int(x) for x in cells]
+
+    tab.locator("#variants th", has_text="pos").first.click()
+    assert positions() == sorted(positions())
+    tab.locator("#variants th", has_text="pos").first.click()
+    assert positions() == sorted(positions(), reverse=True)
+    assert requested == []
+    context.close()

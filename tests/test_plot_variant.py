@@ -145,3 +145,6 @@ def test_bad_input_is_one_line_error(results, tmp_path, caplog):
         "score variants first" in caplog.records[-1].getMessage()
     )
     assert not Path(png).exists()
+    caplog.clear()
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
+    assert "score variants first" in caplog.records[-1].getMessage()
