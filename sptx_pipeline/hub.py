@@ -125,7 +125,8 @@ def hub_text(
                     _stanza(
                         {
                             "track": f"{model.lower()}_{channel}_{word}",
-                            "parent": parent,
+                            # no-splice (near 1 almost everywhere) hidden until switched on
+                            "parent": f"{parent} {'off' if channel == 'no_splice' else 'on'}",
                             "type": "bigWig 0 1",
                             "bigDataUrl": files[(channel, strand)],
                             "shortLabel": _label(f"{channel} {strand}", SHORT_LABEL_MAX),

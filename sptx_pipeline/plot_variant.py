@@ -251,11 +251,15 @@ def draw_variant(effect: VariantEffect, exons: pd.DataFrame | None = None) -> Fi
         value = float(effect.alt[at - x[0], channel] - effect.ref[at - x[0], channel])
         color = COLORS["acceptor" if channel == ACCEPTOR else "donor"]
         delta.plot([at], [value], marker="v" if sign < 0 else "^", color=color, ms=7, ls="none")
-        label = f"D{key.upper()} {effect.row[f'ds_{key}']:.2f}"
+        label = f"DS_{key.upper()} {effect.row[f'ds_{key}']:.2f}"
         delta.annotate(label, (at, value), textcoords="offset points", xytext=(3, 4 * sign),
                        fontsize="x-small", color=color)  # fmt: skip
     delta.axhline(0, color="0.6", lw=0.6)
-    delta.set_ylim(-1.05, 1.05)
+    largest = float(
+        np.abs(effect.alt[:, [ACCEPTOR, DONOR]] - effect.ref[:, [ACCEPTOR, DONOR]]).max()
+    )
+    limit = min(max(1.25 * largest, 0.05), 1.05)  # small changes stay visible
+    delta.set_ylim(-limit, limit)
     delta.set_ylabel("ALT − REF")
     _common(delta, x, pos)
     delta.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
