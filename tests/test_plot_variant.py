@@ -148,3 +148,39 @@ def test_bad_input_is_one_line_error(results, tmp_path, caplog):
     caplog.clear()
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
     assert "score variants first" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.slow
+def test_real_spliceai_weights_through_the_cli(tmp_path):
+    """SpliceAI's published weights (the ``spliceai`` package), the model found from the run's
+    provenance (no --model): the CLI writes the picture and its maxima equal variants.parquet."""
+    pytest.importorskip("h5py")
+    rng = np.random.default_rng(11)
+    chr1 = "".join(rng.choice(list("ACGT"), 12_000))
+    fasta = write_fasta(tmp_path / "g.fa", {"chr1": chr1})
+    tx = 'gene_id "G"; gene_name "G"; gene_type "protein_coding"; transcript_id "G.1";'
+    gtf = "".join(
+        f"chr1\tT\t{kind}\t{s}\t{e}\t.\t-\t.\t{tx}\n"
+        for kind, s, e in (("gene", 1000, 11000), ("transcript", 1000, 11000),
+                           ("exon", 1000, 5990), ("exon", 6100, 11000))
+    )  # fmt: skip
+    (tmp_path / "g.gtf").write_text(gtf)
+    select_genes(tmp_path / "g.gtf", fasta, tmp_path / "genes.parquet", tmp_path / "r.parquet",
+                 gene_types=[], out_exons=tmp_path / "exons.parquet")  # fmt: skip
+    pos = 5991
+    text = f"chr1:{pos}:{chr1[pos - 1]}>{OTHER[chr1[pos - 1]]}"
+    ref, alt = text.split(":")[2].split(">")
+    (tmp_path / "in.vcf").write_text(HEADER + f"chr1\t{pos}\t.\t{ref}\t{alt}\t.\t.\t.\n")
+    score_variants(tmp_path / "in.vcf", fasta, tmp_path / "genes.parquet", "spliceai",
+                   tmp_path / "variants.parquet", tmp_path / "variants.vcf.gz",
+                   exons=tmp_path / "exons.parquet", device="cpu", cluster=THREADED,
+                   progress=False)  # fmt: skip
+    assert main(["plot-variant", str(tmp_path), text, "-o", str(tmp_path / "v.png")]) == 0
+    assert (tmp_path / "v.png").stat().st_size > 10_000
+    (effect,) = variant_effects(tmp_path, text, device="cpu")
+    want = pd.read_parquet(tmp_path / "variants.parquet").iloc[0]
+    for channel, gain, loss in ((1, "ag", "al"), (2, "dg", "dl")):
+        delta = effect.alt[:, channel].astype(np.float64) - effect.ref[:, channel]
+        np.testing.assert_allclose(delta.max(), want[f"ds_{gain}"], atol=2e-6)
+        np.testing.assert_allclose(-delta.min(), want[f"ds_{loss}"], atol=2e-6)
+        assert effect.positions[delta.argmax()] - pos == want[f"dp_{gain}"]
