@@ -187,7 +187,9 @@ def _png(figure: Any) -> str:
 STYLE = """body{font-family:sans-serif;margin:16px;max-width:1400px}
 table{border-collapse:collapse;font-size:12px} th,td{border:1px solid #ccc;padding:2px 5px}
 th{cursor:pointer;background:#eee;position:sticky;top:0} .variant{margin:24px 0}
-.scroll{max-height:480px;overflow:auto} img{max-width:100%} dt{font-weight:bold}"""
+.scroll{max-height:480px;overflow:auto} img{max-width:100%}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px} dt{font-weight:bold}
+dd{margin:0}"""
 
 SORT = """document.querySelectorAll("#variants th").forEach(function (th, column) {
   th.addEventListener("click", function () {

@@ -46,4 +46,19 @@ with sync_playwright() as p:
     chromium.close()
 server.shutdown()
 PY
+python - "$work/sites_report.html" docs/images/report.png <<'PY'
+import shutil, sys
+from pathlib import Path
+from playwright.sync_api import sync_playwright
+
+with sync_playwright() as p:  # the report from disk, networking off
+    chromium = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+    context = chromium.new_context(offline=True, viewport={"width": 1200, "height": 1300})
+    page = context.new_page()
+    page.goto(Path(sys.argv[1]).resolve().as_uri())
+    page.wait_for_function("window.sptxReport.ready === SPTX_VIEWS.length", timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=sys.argv[2])
+    chromium.close()
+PY
 echo "pictures written under docs/images; report: $work/sites_report.html"
