@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 
 from .errors import InputError, MissingInputError
+from .genome import contig_aliases
 from .hub import SPLICE_COLORS, TISSUE_COLORS, track_files
 from .query import parse_region
 from .results import SPLICE_CHANNELS, read_provenance, scores_path
@@ -192,8 +193,10 @@ def resolve_locus(results: Path, locus: str | None, sizes: dict[str, int]) -> st
     variant = _VARIANT.match(locus.strip())
     if variant and locus.count(":") == 2:
         chrom, pos = variant["chrom"], int(variant["pos"].replace(",", ""))
+        if chrom not in sizes:  # a VCF's 19 for the FASTA's chr19, or the reverse
+            chrom = next((name for name in contig_aliases(chrom) if name in sizes), chrom)
         if chrom not in sizes:
-            raise InputError(f"unknown contig {chrom!r} in {locus!r}")
+            raise InputError(f"unknown contig {variant['chrom']!r} in {locus!r}")
         return f"{chrom}:{max(pos - VARIANT_PAD, 1)}-{pos + VARIANT_PAD}"
     region = parse_region(locus, set(sizes), genes)
     end = min(region.end, sizes[region.chrom])

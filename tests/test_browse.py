@@ -88,6 +88,7 @@ def test_locus_forms(served):
     assert browse.resolve_locus(run.outdir, "chrB:5-20", sizes) == "chrB:5-20"
     assert browse.resolve_locus(run.outdir, "ZETA", sizes) == "chrB:37-1163"
     assert browse.resolve_locus(run.outdir, "chrA:300:A>G", sizes) == "chrA:240-360"
+    assert browse.resolve_locus(run.outdir, "19:300:A>G", {"chr19": 500}) == "chr19:240-360"
 
 
 def test_bundled_igv_is_the_pinned_mit_release():
