@@ -118,7 +118,7 @@ def test_plotted_maxima_equal_variants_parquet(results, kind):
             assert "tissues" not in axes
 
 
-def test_cli_writes_one_picture_per_gene(results, tmp_path):
+def test_one_picture_per_gene(results, tmp_path):
     out, variants, convention = results
     # the run's model source is a test factory: the CLI cannot load it, so call the function
     files = plot_variant(out, variants["snv_both"], tmp_path / "v.png", model=MODELS[convention])
