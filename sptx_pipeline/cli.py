@@ -194,6 +194,12 @@ def _add_tracks(sub: Subparsers) -> None:
         default=options.DEFAULT_TRACKS_BITS,
         help="round values to multiples of 2^-BITS (default %(default)s; 'exact': float32 as is)",
     )
+    p.add_argument(
+        "--assembly",
+        default=options.DEFAULT_ASSEMBLY,
+        help="UCSC assembly name (hg19, hg38, ...): also write the track hub OUT/hub.txt",
+    )
+    p.add_argument("--hub-email", default=options.DEFAULT_HUB_EMAIL, help="the hub's contact")
     p.set_defaults(func=_run_tracks)
 
 
@@ -211,6 +217,8 @@ def _run_tracks(args: argparse.Namespace) -> None:
         channels=args.channels or None,
         workers=args.workers,
         bits=args.bits,
+        assembly=args.assembly,
+        hub_email=args.hub_email,
     )
 
 
@@ -265,6 +273,67 @@ def _run_plot(args: argparse.Namespace) -> None:
     plot_region(
         args.results, args.region, args.output, gtf=args.gtf, both_strands=args.both_strands
     )
+
+
+def _add_plot_variant(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "plot-variant",
+        help="picture of a scored variant: REF/ALT probabilities, deltas, gene, tissues",
+    )
+    p.add_argument("results", help="the pipeline's outdir (with variants.parquet)")
+    p.add_argument("variant", nargs="?", help="chr19:1207202:G>A (not with --vcf)")
+    p.add_argument("-o", "--output", help="PNG (or PDF/SVG) path; with --vcf: a directory")
+    p.add_argument("--vcf", help="draw every scored record x ALT of this VCF, one file each")
+    p.add_argument("--format", default="png", help="file type with --vcf (png, pdf, svg)")
+    p.add_argument("--model", help="the run's model (default: the source in its provenance)")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE)
+    p.set_defaults(func=_run_plot_variant)
+
+
+def _run_plot_variant(args: argparse.Namespace) -> None:
+    from .errors import InputError
+    from .plot_variant import parse_variant, plot_variant, plot_variants_vcf
+
+    if args.output is None:
+        raise InputError("give -o/--output (a file; with --vcf, a directory)")
+    if args.vcf:
+        if args.variant:
+            raise InputError("give a variant or --vcf, not both")
+        plot_variants_vcf(args.results, args.vcf, args.output, args.model, args.device, args.format)
+    elif args.variant:
+        parse_variant(args.variant)
+        plot_variant(args.results, args.variant, args.output, args.model, args.device)
+    else:
+        raise InputError("give a variant chrom:pos:REF>ALT or --vcf")
+
+
+def _add_browse(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "browse", help="serve the results on localhost and open them in igv.js (bundled)"
+    )
+    p.add_argument("results", help="the pipeline's outdir (with tracks/)")
+    p.add_argument(
+        "locus", nargs="?", help="region, gene name or id, or variant (default: the first gene)"
+    )
+    p.add_argument("--fasta", help="the run's FASTA (default: from the run's provenance)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local)")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    p.add_argument(
+        "--no-open", dest="open_browser", action="store_false", help="only print the URL"
+    )
+    p.set_defaults(func=_call("browse", "browse", "results locus"))
+
+
+def _add_report(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "report", help="one self-contained HTML file of the scored variants (opens offline)"
+    )
+    p.add_argument("results", help="the pipeline's outdir (with variants.parquet)")
+    p.add_argument("-o", "--output", required=True, help="HTML file to write")
+    p.add_argument("--top", type=int, default=10, help="variants drawn, by largest DS")
+    p.add_argument("--model", help="the run's model (default: the source in its provenance)")
+    p.add_argument("--device", choices=options.DEVICES, default=options.DEFAULT_DEVICE)
+    p.set_defaults(func=_call("report", "write_report", "results output"))
 
 
 def _add_variants(sub: Subparsers) -> None:
@@ -386,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_tracks,
         _add_query,
         _add_plot,
+        _add_plot_variant,
+        _add_browse,
+        _add_report,
         _add_variants,
         _add_query_variant,
     ):

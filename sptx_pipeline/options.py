@@ -45,6 +45,8 @@ DEFAULT_VARIANT_CONVENTION: VariantConvention = "auto"
 DEFAULT_VARIANT_SHARD_SIZE = 1000
 DEFAULT_QUERY_TABLE_MAX_ROWS = 100_000  # rows the aligned table format prints at most
 DEFAULT_TRACKS_BITS = 10  # bigWig values rounded to multiples of 2^-10 (about 0.001)
+DEFAULT_ASSEMBLY: str | None = None  # UCSC assembly of the track hub (None: no hub)
+DEFAULT_HUB_EMAIL: str | None = None  # the hub's contact (None: hub.DEFAULT_EMAIL)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -27,6 +27,7 @@ import pyfaidx
 
 from .atomic import atomic_path, remove_stale
 from .errors import InputError, MissingInputError
+from .hub import write_hub
 from .options import DEFAULT_TRACKS_BITS
 from .processes import map_largest_first
 from .results import STRAND_DIR, channels_of, partitions, scores_path
@@ -99,10 +100,14 @@ def write_tracks(
     channels: list[str] | None = None,
     workers: int = 1,
     bits: int | None = DEFAULT_TRACKS_BITS,
+    assembly: str | None = None,
+    hub_email: str | None = None,
 ) -> list[Path]:
     """Write ``<channel>.<plus|minus>.bw`` for each channel and strand that has scores.
 
     Values are rounded to multiples of ``2**-bits`` (None: the exact float32 values).
+    With ``assembly`` (a UCSC name such as ``hg38``), also a track hub ``hub.txt`` of these
+    files (``hub.write_hub``; ``hub_email`` is its contact address).
 
     A strand without any scores gets no file (a bigWig cannot be empty); that is logged.
     Each file is written under a temporary name and renamed when complete;
@@ -139,7 +144,12 @@ def write_tracks(
         map_largest_first(_write_one, jobs, [1] * len(jobs), workers)
     finally:
         remove_stale(*(path for path, *_ in jobs))  # of workers terminated mid-file
-    return [out_dir / path.name for path, *_ in jobs]
+    written = [out_dir / path.name for path, *_ in jobs]
+    if assembly:
+        write_hub(out_dir, assembly, written, email=hub_email)
+    else:
+        log.info("no assembly given: no track hub written (set assembly, e.g. hg38)")
+    return written
 
 
 def _write_one(job: tuple[Path, dict[str, list[str]], dict[str, int], str, int | None]) -> None:

@@ -22,7 +22,15 @@ class ConfigError(InputError):
 
 
 LIST_KEYS = ("gene_types", "chromosomes", "genes", "tracks_channels")
-NULLABLE_KEYS = ("chunk_size", "tracks_bits", "vcf", "variant_distance", "saturate")
+NULLABLE_KEYS = (
+    "chunk_size",
+    "tracks_bits",
+    "vcf",
+    "variant_distance",
+    "saturate",
+    "assembly",
+    "hub_email",
+)
 BOOLEAN_KEYS = ("keep_predictions", "tune_threads", "variant_mask")
 
 

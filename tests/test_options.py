@@ -32,6 +32,8 @@ DEFAULTS = {
     "sites_min_score": options.DEFAULT_SITES_MIN_SCORE,
     "variant_shard_size": options.DEFAULT_VARIANT_SHARD_SIZE,
     "tracks_bits": options.DEFAULT_TRACKS_BITS,
+    "assembly": options.DEFAULT_ASSEMBLY,
+    "hub_email": options.DEFAULT_HUB_EMAIL,
 }
 
 

@@ -1,5 +1,6 @@
 rule tracks:
-    """bigWig tracks, one per channel and strand, for genome browsers."""
+    """bigWig tracks, one per channel and strand, for genome browsers; with `assembly`, a UCSC
+    track hub (tracks/hub.txt) of them."""
     input:
         scores=rules.merge.output.scores,
         fasta=config["fasta"],
@@ -15,6 +16,16 @@ rule tracks:
     params:
         channels=csv(config["tracks_channels"]),
         bits="exact" if config["tracks_bits"] is None else config["tracks_bits"],
+        hub=(
+            f" --assembly {shlex.quote(config['assembly'])}"
+            if config.get("assembly")
+            else ""
+        )
+        + (
+            f" --hub-email {shlex.quote(config['hub_email'])}"
+            if config.get("hub_email")
+            else ""
+        ),
     shell:
         "sptx tracks --scores {input.scores:q} --fasta {input.fasta:q} --out {output.tracks:q}"
-        " --channels={params.channels:q} --bits {params.bits} --workers {threads} > {log:q} 2>&1"
+        " --channels={params.channels:q} --bits {params.bits} --workers {threads}{params.hub} > {log:q} 2>&1"
