@@ -1,6 +1,7 @@
-"""Scoring models: SpTransformer (hub, local directory, original checkpoint) and SpliceAI.
+"""Scoring models: SpTransformer (hub, local directory, original checkpoint), SpliceAI, Pangolin.
 
-A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k) or anything else, which is an
+A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k), ``pangolin`` /
+``pangolin:<dir>`` (Pangolin's 8 tissue channels) or anything else, which is an
 SpTransformer hub id, local directory or ``.ckpt`` file. :func:`parse_source` splits a source
 into its family and argument, once; :data:`FAMILIES` maps each family to its loader and
 describer, so a new model family is one entry here (and its module).
@@ -37,7 +38,7 @@ __all__ = [
     "write_model_info",
 ]
 
-Family = Literal["sptransformer", "spliceai"]
+Family = Literal["sptransformer", "spliceai", "pangolin"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ class ModelFamily:
 
 
 def parse_source(source: str | os.PathLike) -> tuple[Family, str | None]:
-    """``(family, argument)``: ``spliceai[:dir]`` -> ``("spliceai", dir or None)``, anything else
-    -> ``("sptransformer", source)``."""
+    """``(family, argument)``: ``spliceai[:dir]`` -> ``("spliceai", dir or None)``, likewise
+    ``pangolin[:dir]``; anything else -> ``("sptransformer", source)``."""
     text = str(source)
-    if text == "spliceai" or text.startswith("spliceai:"):
-        return "spliceai", text.partition(":")[2] or None
+    for family in ("spliceai", "pangolin"):
+        if text == family or text.startswith(f"{family}:"):
+            return family, text.partition(":")[2] or None
     return "sptransformer", text
 
 
@@ -96,9 +98,26 @@ def _describe_spliceai(argument: str | None) -> dict[str, Any]:
     }
 
 
+def _load_pangolin(argument: str | None) -> ScoringModel:
+    from .pangolin import load_pangolin
+
+    return load_pangolin(argument)
+
+
+def _describe_pangolin(argument: str | None) -> dict[str, Any]:
+    from .pangolin import PANGOLIN_CHANNELS, PANGOLIN_CHUNK_SIZE, PANGOLIN_FLANK
+
+    return {
+        "flank": PANGOLIN_FLANK,
+        "channels": list(PANGOLIN_CHANNELS),
+        "default_chunk_size": PANGOLIN_CHUNK_SIZE,
+    }
+
+
 FAMILIES: dict[Family, ModelFamily] = {
     "sptransformer": ModelFamily(_load_sptransformer, _describe_sptransformer),
     "spliceai": ModelFamily(_load_spliceai, _describe_spliceai),
+    "pangolin": ModelFamily(_load_pangolin, _describe_pangolin),
 }
 
 
@@ -107,7 +126,8 @@ def load_model(
 ) -> ScoringModel:
     """Load a scoring model in eval mode on ``device``.
 
-    ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k; otherwise an SpTransformer
+    ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k, ``pangolin`` or
+    ``pangolin:/dir`` for Pangolin; otherwise an SpTransformer
     hub id, a local multimolecule-format directory, or an original ``.ckpt`` file.
     """
     check_choice("precision", precision, PRECISIONS)
@@ -142,7 +162,8 @@ def write_model_info(source: str, path: str | os.PathLike | None = None) -> str:
 
 
 def local_model_files(source: str) -> list[str]:
-    """The model's file or directory when ``source`` names a local path (``spliceai:DIR`` too),
+    """The model's file or directory when ``source`` names a local path (``spliceai:DIR``,
+    ``pangolin:DIR`` too),
     so Snakemake re-runs what depends on the model when it changes; hub ids have none."""
     _, argument = parse_source(source)
     return [argument] if argument and Path(argument).exists() else []
