@@ -228,7 +228,11 @@ def _add_query(sub: Subparsers) -> None:
     p.add_argument("region", help="chr19:1,206,000-1,210,000 (1-based, inclusive) or a gene")
     p.add_argument("--strand", choices=options.STRANDS)
     p.add_argument("--columns", type=_list, default=[])
-    p.add_argument("--min-score", type=float, help="minimum acceptor or donor probability")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        help="minimum acceptor or donor probability (Pangolin: any tissue's P(splice))",
+    )
     p.add_argument("--format", choices=options.QUERY_FORMATS, default=options.DEFAULT_QUERY_FORMAT)
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     p.add_argument(

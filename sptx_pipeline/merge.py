@@ -49,6 +49,7 @@ from .results import (
     provenance_metadata,
     read_provenance,
     scores_schema,
+    site_channels,
     sites_schema,
 )
 
@@ -98,7 +99,9 @@ def _regions_by_partition(regions: pd.DataFrame) -> dict[tuple[str, str], tuple]
 
 @dataclass
 class SiteFinder:
-    """Turns score rows into ``sites.parquet`` rows (acceptor/donor above a threshold)."""
+    """Turns score rows into ``sites.parquet`` rows: positions whose site score reaches the
+    threshold, per site type of :func:`~.results.site_channels` (acceptor/donor; Pangolin:
+    ``splice``, scored by the largest P(splice) over tissues)."""
 
     channels: list[str]
     genes: pd.DataFrame
@@ -106,9 +109,12 @@ class SiteFinder:
     tissues: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        missing = [c for c in ("acceptor", "donor") if c not in self.channels]
-        if missing:
-            raise InputError(f"predictions have no {missing} channel(s): {self.channels}")
+        self.site_types = site_channels(self.channels)
+        if not self.site_types:
+            raise InputError(
+                "predictions have neither acceptor and donor nor <tissue>_p_splice channels: "
+                f"{self.channels}"
+            )
         self.tissues = [c for c in self.channels if c not in SPLICE_CHANNELS]
         self._genes = {
             key: (
@@ -123,16 +129,17 @@ class SiteFinder:
         """Sites among ``rows`` (``[pos, channels...]``), ordered by pos, acceptor before donor."""
         col = {name: j + 1 for j, name in enumerate(self.channels)}
         parts = []
-        for site_type in ("acceptor", "donor"):
-            hit = rows[:, col[site_type]] >= self.min_score
+        for site_type, scored_by in self.site_types.items():
+            site_score = rows[:, [col[c] for c in scored_by]].max(axis=1)
+            hit = site_score >= self.min_score
             if hit.any():
-                parts.append((site_type, rows[hit]))
+                parts.append((site_type, rows[hit], site_score[hit]))
         if not parts:
             return None
-        pos = np.concatenate([r[:, 0] for _, r in parts]).astype(np.int64)
-        score = np.concatenate([r[:, col[t]] for t, r in parts]).astype(np.float32)
-        kind = np.concatenate([np.full(len(r), t, dtype=object) for t, r in parts])
-        tissue = {t: np.concatenate([r[:, col[t]] for _, r in parts]) for t in self.tissues}
+        pos = np.concatenate([r[:, 0] for _, r, _ in parts]).astype(np.int64)
+        score = np.concatenate([s for _, _, s in parts]).astype(np.float32)
+        kind = np.concatenate([np.full(len(r), t, dtype=object) for t, r, _ in parts])
+        tissue = {t: np.concatenate([r[:, col[t]] for _, r, _ in parts]) for t in self.tissues}
         order = np.argsort(pos, kind="stable")
         pos = pos[order]
         columns: dict[str, Any] = {

@@ -1,9 +1,10 @@
 """A picture of a region: splice probabilities per strand, annotated exons, tissue usage at sites.
 
-Panels, top to bottom: acceptor and donor probability along the region, one panel per strand
-shown; the exons of the annotation (the run's GTF, found through the provenance stored in
-``scores/``, or the ``gtf`` argument); a heatmap of tissue usage at the predicted splice sites of
-``sites.parquet`` in the region (left out when the model has no tissue channels).
+Panels, top to bottom: the site channels along the region (acceptor and donor probability;
+Pangolin: P(splice) of each tissue), one panel per strand shown; the exons of the annotation (the
+run's GTF, found through the provenance stored in ``scores/``, or the ``gtf`` argument); a heatmap
+of the tissue channels at the predicted splice sites of ``sites.parquet`` in the region (left out
+when the model has no tissue channels; Pangolin: P(splice) and usage of each tissue).
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
-from .errors import MissingInputError
+from .errors import InputError, MissingInputError
 from .genome import contig_aliases
 from .gtf import FIELDS, attributes, first
 from .query import Region, query, resolve
-from .results import SPLICE_CHANNELS, partitions, read_provenance, scores_path
+from .results import (
+    SPLICE_CHANNELS,
+    channels_of,
+    partitions,
+    read_provenance,
+    scores_path,
+    site_channels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +108,13 @@ def read_sites(
 
 
 def _strands_to_show(
-    results_dir: str | os.PathLike, region: Region, both_strands: bool
+    results_dir: str | os.PathLike, region: Region, both_strands: bool, channel: str
 ) -> list[str]:
     if both_strands:
         return ["+", "-"]
     if region.strand:
         return [region.strand]
-    counts = {s: len(query(results_dir, region, strand=s, columns=["acceptor"])) for s in "+-"}
+    counts = {s: len(query(results_dir, region, strand=s, columns=[channel])) for s in "+-"}
     return [max(counts, key=lambda s: (counts[s], s == "+"))]
 
 
@@ -118,11 +126,13 @@ def plot_region(
     both_strands: bool = False,
 ) -> Figure:
     """Draw ``region`` (``chrom:start-end``, contig or gene) and save it to ``output``."""
-    region, _ = resolve(results_dir, region)
-    strands = _strands_to_show(results_dir, region, both_strands)
-    scores = {
-        s: query(results_dir, region, strand=s, columns=["acceptor", "donor"]) for s in strands
-    }
+    region, parts = resolve(results_dir, region)
+    channels = channels_of(next(iter(parts.values()))[0])
+    curves = [c for group in site_channels(channels).values() for c in group]
+    if not curves:
+        raise InputError(f"nothing to plot: no acceptor/donor or P(splice) channel in {channels}")
+    strands = _strands_to_show(results_dir, region, both_strands, curves[0])
+    scores = {s: query(results_dir, region, strand=s, columns=curves) for s in strands}
     if region.end > 2**62:  # a whole contig: end at its last scored position
         last = max((int(f.pos.max()) for f in scores.values() if len(f)), default=region.start)
         region = Region(region.chrom, region.start, last, region.strand, region.label)
@@ -147,7 +157,7 @@ def plot_region(
     for row, strand in enumerate(strands):
         ax = fig.add_subplot(grid[row], sharex=first)
         first = first or ax
-        _draw_scores(ax, scores[strand], strand, region)
+        _draw_scores(ax, scores[strand], strand, region, curves)
     _draw_exons(fig.add_subplot(grid[len(strands)], sharex=first), exons, region, gtf_path)
     if show_heatmap:
         _draw_heatmap(fig, fig.add_subplot(grid[len(strands) + 1]), sites, tissues)
@@ -157,10 +167,13 @@ def plot_region(
     return fig
 
 
-def _draw_scores(ax: Axes, frame: pd.DataFrame, strand: str, region: Region) -> None:
+def _draw_scores(
+    ax: Axes, frame: pd.DataFrame, strand: str, region: Region, curves: list[str]
+) -> None:
     ax.set_label(f"scores {strand}")
-    for channel in ("acceptor", "donor"):
-        ax.plot(frame.pos, frame[channel], color=COLORS[channel], lw=0.8, label=channel)
+    for i, channel in enumerate(curves):
+        color = COLORS.get(channel, f"C{i}")
+        ax.plot(frame.pos, frame[channel], color=color, lw=0.8, label=channel)
     ax.set_xlim(region.start, region.end)
     ax.set_ylim(0, 1.05)  # headroom: peaks at 1.0 stay visible below the frame
     ax.set_ylabel(f"probability ({strand})")
@@ -199,7 +212,7 @@ def _draw_exons(ax: Axes, exons: pd.DataFrame | None, region: Region, gtf: Path 
 
 
 def _draw_heatmap(fig: Figure, ax: Axes, sites: pd.DataFrame, tissues: list[str]) -> None:
-    ax.set_label("tissue usage")
+    ax.set_label("tissue usage")  # the axis id tests and users look up
     if len(sites) > MAX_SITES:  # the strongest sites, shown in genomic order
         sites = sites.nlargest(MAX_SITES, "score")
     sites = sites.sort_values(["pos", "site_type"])
@@ -211,7 +224,8 @@ def _draw_heatmap(fig: Figure, ax: Axes, sites: pd.DataFrame, tissues: list[str]
         for p, t, s in zip(sites.pos, sites.site_type, sites.strand, strict=True)
     ]
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize="xx-small")
-    ax.set_title("tissue usage at predicted splice sites (A acceptor, D donor)", fontsize="small")
+    types = ", ".join(f"{t[0].upper()} {t}" for t in dict.fromkeys(sites.site_type))
+    ax.set_title(f"tissue channels at predicted splice sites ({types})", fontsize="small")
     bar = fig.colorbar(image, ax=ax, fraction=0.03)
     bar.ax.set_label("colorbar")
-    bar.set_label("usage")
+    bar.set_label("probability")

@@ -26,7 +26,14 @@ from .annotation import strip_version
 from .atomic import atomic_path
 from .errors import InputError, MissingInputError
 from .options import DEFAULT_QUERY_TABLE_MAX_ROWS, QUERY_FORMATS, QueryFormat, check_choice
-from .results import SCORES_PARTITIONING, STRAND_DIR, channels_of, partitions, scores_path
+from .results import (
+    SCORES_PARTITIONING,
+    STRAND_DIR,
+    channels_of,
+    partitions,
+    scores_path,
+    site_channels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +165,14 @@ def query_sql(
     wanted = _select_columns(columns, channels)
     where = f"pos BETWEEN {int(region.start)} AND {int(region.end)}"
     if min_score is not None:
-        missing = {"acceptor", "donor"} - set(channels)
-        if missing:
-            raise InputError(f"min_score needs acceptor and donor columns; missing {missing}")
+        scored_by = [c for group in site_channels(channels).values() for c in group]
+        if not scored_by:
+            raise InputError(
+                "min_score needs acceptor and donor (or <tissue>_p_splice) columns; "
+                f"the scores have {channels}"
+            )
         score = float(min_score)
-        where += f" AND (acceptor >= {score!r} OR donor >= {score!r})"
+        where += " AND (" + " OR ".join(f"{_ident(c)} >= {score!r}" for c in scored_by) + ")"
     selects = [
         f"SELECT {_sql_str(region.chrom)} AS chrom, pos, {_sql_str(s)} AS strand"
         + "".join(f", {_ident(c)}" for c in wanted)
@@ -183,7 +193,8 @@ def query(
     """Scores in ``region`` as a DataFrame ``chrom, pos, strand, <channels>`` sorted by pos.
 
     ``strand`` ('+'/'-') overrides a gene's strand; without one a coordinate region returns both
-    strands. ``min_score`` keeps rows whose acceptor or donor probability reaches it.
+    strands. ``min_score`` keeps rows whose acceptor or donor probability (Pangolin: any
+    tissue's P(splice)) reaches it.
     """
     sql, names = query_sql(results_dir, region, strand, columns, min_score)
     if sql is None:

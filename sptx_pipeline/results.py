@@ -2,7 +2,8 @@
 
 * ``scores/chrom=<c>/strand=<plus|minus>/part-NNNNN.parquet``: ``pos`` int64 then one float32
   column per channel, fixed-size row groups with statistics, so a ``pos`` range skips row groups.
-* ``sites.parquet``: one row per acceptor/donor site above a threshold (:func:`sites_schema`).
+* ``sites.parquet``: one row per acceptor/donor site (Pangolin: splice site) above a threshold
+  (:func:`sites_schema`, :func:`site_channels`).
 * ``genes.parquet``, ``regions.parquet``, ``windows.parquet``: tables written by
   :func:`write_table`.
 
@@ -36,6 +37,7 @@ SCORES_PARTITIONING = ds.partitioning(
     pa.schema([("chrom", pa.string()), ("strand", pa.string())]), flavor="hive"
 )
 SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
+P_SPLICE_SUFFIX = "_p_splice"  # Pangolin's per-tissue P(splice) channels: heart_p_splice, ...
 ROW_GROUP_ROWS = 128 * 1024
 ROWS_PER_FILE = 64 * ROW_GROUP_ROWS
 
@@ -96,6 +98,19 @@ def sites_schema(tissues: list[str], metadata: dict[bytes, bytes] | None = None)
     fields += [pa.field(name, pa.float32()) for name in tissues]
     fields.append(pa.field("gene_ids", pa.list_(pa.string())))
     return pa.schema(fields, metadata=metadata)
+
+
+def site_channels(channels: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """The site types of ``sites.parquet`` and the channels whose maximum scores each.
+
+    A model with ``acceptor`` and ``donor`` channels (SpliceAI, SpTransformer) has those two
+    types. Pangolin does not tell acceptors from donors: its sites have type ``splice``, scored
+    by the largest P(splice) over its tissues (``<tissue>_p_splice``). ``{}``: neither.
+    """
+    if "acceptor" in channels and "donor" in channels:
+        return {"acceptor": ["acceptor"], "donor": ["donor"]}
+    p_splice = [c for c in channels if c.endswith(P_SPLICE_SUFFIX)]
+    return {"splice": p_splice} if p_splice else {}
 
 
 FloatEncoding = Literal["dictionary", "byte_stream_split"]

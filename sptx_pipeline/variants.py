@@ -55,7 +55,7 @@ from .options import (
     check_choice,
 )
 from .provenance import package_provenance, sha256_file
-from .results import provenance_metadata, read_provenance, write_table
+from .results import SPLICE_CHANNELS, provenance_metadata, read_provenance, write_table
 from .runner import RunSummary, ShardResult, resume_order, run_stage
 from .runtime import (
     ModelSpec,
@@ -502,6 +502,12 @@ def process_variant_shard(job: VariantJob, shard: Shard) -> ShardResult:
 def resolve_convention(convention: VariantConvention, channels: Sequence[str]) -> str:
     """``auto``: ``sptransformer`` for a model with the 15 tissue channels, else ``spliceai``."""
     check_choice("variant_convention", convention, VARIANT_CONVENTIONS)
+    if tuple(channels[:3]) != SPLICE_CHANNELS:
+        raise InputError(
+            "variant scoring needs a model whose first channels are no_splice, acceptor, donor "
+            f"(SpliceAI, SpTransformer); this model has {list(channels)} (Pangolin's variant "
+            "convention is not implemented yet)"
+        )
     has_tissues = tuple(channels[3:]) == TISSUES
     if convention == "auto":
         return "sptransformer" if has_tissues else "spliceai"

@@ -1,6 +1,7 @@
-"""Scoring models: SpTransformer (hub, local directory, original checkpoint) and SpliceAI.
+"""Scoring models: SpTransformer (hub, local directory, original checkpoint), SpliceAI, Pangolin.
 
-A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k) or anything else, which is an
+A model source is ``spliceai`` / ``spliceai:<dir>`` (SpliceAI-10k), ``pangolin`` /
+``pangolin:<dir>`` (Pangolin's 8 tissue channels) or anything else, which is an
 SpTransformer hub id, local directory or ``.ckpt`` file. :func:`parse_source` (in
 ``model_source``, without torch) splits a source into its family and argument, once;
 :data:`FAMILIES` maps each family to its loader and
@@ -87,9 +88,26 @@ def _describe_spliceai(argument: str | None) -> dict[str, Any]:
     }
 
 
+def _load_pangolin(argument: str | None) -> ScoringModel:
+    from .pangolin import load_pangolin
+
+    return load_pangolin(argument)
+
+
+def _describe_pangolin(argument: str | None) -> dict[str, Any]:
+    from .pangolin import PANGOLIN_CHANNELS, PANGOLIN_CHUNK_SIZE, PANGOLIN_FLANK
+
+    return {
+        "flank": PANGOLIN_FLANK,
+        "channels": list(PANGOLIN_CHANNELS),
+        "default_chunk_size": PANGOLIN_CHUNK_SIZE,
+    }
+
+
 FAMILIES: dict[Family, ModelFamily] = {
     "sptransformer": ModelFamily(_load_sptransformer, _describe_sptransformer),
     "spliceai": ModelFamily(_load_spliceai, _describe_spliceai),
+    "pangolin": ModelFamily(_load_pangolin, _describe_pangolin),
 }
 
 
@@ -98,7 +116,8 @@ def load_model(
 ) -> ScoringModel:
     """Load a scoring model in eval mode on ``device``.
 
-    ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k; otherwise an SpTransformer
+    ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k, ``pangolin`` or
+    ``pangolin:/dir`` for Pangolin; otherwise an SpTransformer
     hub id, a local multimolecule-format directory, or an original ``.ckpt`` file.
     """
     check_choice("precision", precision, PRECISIONS)

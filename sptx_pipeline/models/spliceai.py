@@ -310,6 +310,11 @@ class SpliceAINet(nn.Module):
             )
 
     def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.head(self.features(onehot)), dim=1)
+
+    def features(self, onehot: torch.Tensor) -> torch.Tensor:
+        """The skip sum at the output positions ``[B, 32, T]``, the input of the 1x1 head
+        (Pangolin's networks share this trunk and differ in their heads)."""
         left, right = self.crop
         x = self.stem(onehot)
         # Skip terms are cropped to the output positions before their 1x1 convs (which commute
@@ -323,7 +328,7 @@ class SpliceAINet(nn.Module):
             done[1] += block.trim[1]
             if i in skips:
                 total = total + skips[i](_crop(x, left - done[0], right - done[1]))
-        return torch.log_softmax(self.head(total), dim=1)
+        return total
 
 
 class SpliceAI(ScoringModel):
