@@ -59,15 +59,16 @@ def same_conv1d(
         return fft_conv1d(x, weight, bias, dilation, padding, spectra)
     if method != "direct":
         raise ValueError(f"unknown convolution method {method!r} (auto, fft or direct)")
-    if padding is None:
-        padding = ((weight.shape[-1] - 1) * dilation // 2,) * 2
+    same = (weight.shape[-1] - 1) * dilation // 2
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         dtype = torch.get_autocast_dtype("cpu")
         if dtype != torch.float32:
             with torch.autocast("cpu", enabled=False):
-                return _direct_channels_last(x, weight, bias, dilation, padding, dtype)
-    if padding[0] == padding[1]:
-        return F.conv1d(x, weight, bias, padding=padding[0], dilation=dilation)
+                return _direct_channels_last(
+                    x, weight, bias, dilation, padding or (same, same), dtype
+                )
+    if padding is None:
+        return F.conv1d(x, weight, bias, padding=same, dilation=dilation)
     return F.conv1d(F.pad(x, padding), weight, bias, dilation=dilation)
 
 
