@@ -94,6 +94,7 @@ def main() -> None:
     name, flags = cpu_description()
     print(f"CPU: {name}; {cores} cores; flags: {', '.join(flags) or 'none of ' + str(FLAGS)}")
     print(f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}")
+    print("load average at start (1/5/15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     print(f"best of {args.rounds} alternating rounds after a warm-up, {args.windows} windows")
     with tempfile.TemporaryDirectory() as tmp:
         from sptx_pipeline.models.random_checkpoint import write_random_checkpoint
@@ -121,6 +122,7 @@ def main() -> None:
                 torch.set_num_threads(threads[0])
                 profile(models["bfloat16"], windows, f"{label}, {threads[0]} thread(s)")
     amx = "amx_bf16" in flags
+    print("load average at end (1/5/15 min): {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     print(
         f"\n{'model':14s} {'threads':>7s} {'float32 s':>10s} {'bf16 s':>8s} {'ratio':>7s} "
         f"{'max |dp|':>9s}  goal"

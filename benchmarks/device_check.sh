@@ -5,4 +5,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="$(dirname "$here")${PYTHONPATH:+:$PYTHONPATH}"
-exec timeout 470 python "$here/device_check.py" "$@"
+# DEVICE_CHECK_TIMEOUT: seconds before it is stopped (470 keeps a GPU run under 8 minutes)
+exec timeout "${DEVICE_CHECK_TIMEOUT:-470}" python "$here/device_check.py" "$@"

@@ -146,11 +146,12 @@ def run_variants(
     return parquet, vcf_out
 
 
-def spliceai_variant_parity(base: Path) -> list[str]:
+def spliceai_variant_parity(base: Path, runs: list[str], precisions: list[str]) -> list[str]:
     lines = []
-    for precision in PRECISIONS:
+    chosen = [run for run in OFFICIAL_RUNS if not runs or Path(run[1]).stem in runs]
+    for precision in precisions:
         ds_ok = ds_all = dp_ok = dp_all = 0
-        for source, expected, extra in OFFICIAL_RUNS:
+        for source, expected, extra in chosen:
             name = Path(expected).stem
             _, vcf_out = run_variants(base, "spliceai", DATA / source, precision, name, *extra)
             ours, theirs = official_entries(vcf_out), official_entries(DATA / expected)
@@ -169,8 +170,8 @@ def spliceai_variant_parity(base: Path) -> list[str]:
             f"({100 * ds_ok / ds_all:.2f}%); DP equal where official DS >= {DP_MIN_DS}: "
             f"{dp_ok}/{dp_all} ({100 * dp_ok / max(dp_all, 1):.2f}%)"
         )
-    runs = ", ".join(Path(e).stem for _, e, _ in OFFICIAL_RUNS)
-    return [f"SpliceAI convention vs the official spliceai 1.3.1 CLI ({runs}):", *lines]
+    names = ", ".join(Path(e).stem for _, e, _ in chosen)
+    return [f"SpliceAI convention vs the official spliceai 1.3.1 CLI ({names}):", *lines]
 
 
 def sptransformer_variant_parity(base: Path) -> list[str]:
@@ -212,15 +213,30 @@ def main() -> int:
     parser.add_argument("--genes", default="", help="comma-separated gene names (default: all)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--skip-predict", action="store_true")
+    parser.add_argument(
+        "--official-runs", default="", help="official outputs to compare (stems; default all)"
+    )
+    parser.add_argument(
+        "--variant-precisions",
+        default=",".join(PRECISIONS),
+        help="SpliceAI-convention precisions (float32 equals the official CLI as printed: "
+        "tests/test_variants_spliceai.py)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = (args.outdir or Path(tmp)).resolve()
         base.mkdir(parents=True, exist_ok=True)
         genes = [g for g in args.genes.split(",") if g]
-        lines = [] if args.skip_predict else predict_parity(base, genes, args.cores)
-        lines += spliceai_variant_parity(base)
-        lines += sptransformer_variant_parity(base)
-    print("\n".join(["", "bfloat16 vs float32 parity (CPU)", *lines]))
+        runs = [r for r in args.official_runs.split(",") if r]
+        parts = [] if args.skip_predict else [lambda: predict_parity(base, genes, args.cores)]
+        parts += [
+            lambda: spliceai_variant_parity(base, runs, args.variant_precisions.split(",")),
+            lambda: sptransformer_variant_parity(base),
+        ]
+        lines: list[str] = []
+        for part in parts:
+            lines += part()
+            print("\n".join(["", "bfloat16 vs float32 parity (CPU), so far:", *lines]), flush=True)
     return 0
 
 
