@@ -125,7 +125,11 @@ def process_shard(job: ShardJob, shard: Shard) -> ShardResult:
     window_tokens = np.asarray(tokens[start:stop])
     # With two tasks per worker, the other task reads or writes its shard meanwhile.
     with model_lock(job.model_key, device, job.precision):
-        tuner = thread_tuner(job.model_key, torch.get_num_threads()) if job.tune_threads else None
+        tuner = (
+            thread_tuner(job.model_key, torch.get_num_threads(), job.precision)
+            if job.tune_threads
+            else None
+        )
         if tuner is not None and device.type == "cpu":
             threads = tuner.choose()
             torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from .errors import InputError
 
 Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["float32", "bfloat16", "float16"]
+Precision = Literal["float32", "tf32", "bfloat16", "float16"]
 OutputDtype = Literal["float16", "float32"]
 ClusterType = Literal["local", "local_cuda", "slurm", "address"]
 MissingContigs = Literal["error", "skip"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import DeviceError
-from .models.base import ScoringModel
+from .models.base import ScoringModel, set_backend_flags
 from .options import DEFAULT_BATCH_SIZE, DEVICES, OUTPUT_DTYPES, Device, check_choice
 from .resources import granted_cores
 
@@ -39,6 +39,7 @@ __all__ = [
     "model_lock",
     "resolve_device",
     "score_windows",
+    "set_backend_flags",
     "thread_tuner",
     "worker_model",
 ]
@@ -68,6 +69,7 @@ def build_model(spec: ModelSpec, device: torch.device, precision: str) -> Scorin
         return load_model(spec, str(device), precision)
     if not callable(spec):
         raise TypeError(f"model must be a source string or a factory, got {type(spec).__name__}")
+    set_backend_flags(precision, device)
     model = spec()
     if not isinstance(model, ScoringModel):
         raise TypeError(f"model factory returned {type(model).__name__}, not a ScoringModel")
@@ -107,7 +109,7 @@ def model_key(identity: dict[str, Any], spec: ModelSpec) -> str:
 
 _MODELS: dict[tuple[str, str, str], ScoringModel] = {}
 _MODEL_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_TUNERS: dict[tuple[str, int], ThreadTuner] = {}
+_TUNERS: dict[tuple[str, int, str], ThreadTuner] = {}
 _LOCK = threading.Lock()
 
 
@@ -127,8 +129,10 @@ def worker_model(
 
     ``key`` names the weights (e.g. their hash plus a token of ``spec``). On CPU the torch
     thread count is set first: the worker's share (``TORCH_THREADS_ENV``), at most
-    ``max_threads``.
+    ``max_threads``. On CUDA the precision's TF32 flags are set (``set_backend_flags``: off
+    for ``float32``, on for ``tf32``).
     """
+    set_backend_flags(precision, device)
     if device.type == "cpu":
         threads = [int(os.environ[TORCH_THREADS_ENV])] if os.environ.get(TORCH_THREADS_ENV) else []
         threads += [max_threads] if max_threads else []
@@ -188,10 +192,11 @@ class ThreadTuner:
             self._best = best
 
 
-def thread_tuner(key: str, most: int) -> ThreadTuner:
-    """This process's tuner for model ``key`` with at most ``most`` threads."""
+def thread_tuner(key: str, most: int, precision: str = "float32") -> ThreadTuner:
+    """This process's tuner for model ``key`` in ``precision`` with at most ``most`` threads
+    (each precision has its own: bfloat16 and float32 scale differently with threads)."""
     with _LOCK:
-        return _TUNERS.setdefault((key, most), ThreadTuner(most))
+        return _TUNERS.setdefault((key, most, precision), ThreadTuner(most))
 
 
 def model_lock(key: str, device: torch.device, precision: str) -> threading.Lock:

@@ -23,7 +23,7 @@ import torch
 from ..atomic import remove_stale, write_text
 from ..model_source import Family, local_model_files, parse_source
 from ..options import PRECISIONS, check_choice
-from .base import ScoringModel, postprocess
+from .base import ScoringModel, autocast_dtype, postprocess, set_backend_flags
 
 DEFAULT_MODEL = "multimolecule/sptransformer"
 log = logging.getLogger(__name__)
@@ -114,7 +114,11 @@ FAMILIES: dict[Family, ModelFamily] = {
 def load_model(
     source: str = DEFAULT_MODEL, device: str = "cpu", precision: str = "float32"
 ) -> ScoringModel:
-    """Load a scoring model in eval mode on ``device``.
+    """Load a scoring model in eval mode on ``device``, computing in ``precision``.
+
+    ``float32`` is exact float32 everywhere (TF32 off on CUDA); ``tf32`` allows TF32 on CUDA;
+    ``bfloat16`` autocasts on CPUs and GPUs; ``float16`` on GPUs only (float32 on a CPU, with a
+    warning). See docs/precision.md.
 
     ``source``: ``spliceai`` or ``spliceai:/dir`` for SpliceAI-10k, ``pangolin`` or
     ``pangolin:/dir`` for Pangolin; otherwise an SpTransformer
@@ -124,7 +128,9 @@ def load_model(
     family, argument = parse_source(source)
     model = FAMILIES[family].load(argument)
     model.precision = precision
-    if precision != "float32" and torch.device(device).type != "cuda":
+    kind = torch.device(device).type
+    set_backend_flags(precision, device)
+    if precision in ("bfloat16", "float16") and autocast_dtype(precision, kind) is None:
         log.warning("precision %s applies on CUDA only; %s computes in float32", precision, device)
     return model.to(torch.device(device)).eval()
 

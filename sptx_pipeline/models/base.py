@@ -19,8 +19,48 @@ from torch import nn
 
 from .. import options
 
-# compute dtype of each precision (the names are options.PRECISIONS)
-PRECISIONS: dict[str, torch.dtype] = {name: getattr(torch, name) for name in options.PRECISIONS}
+# compute dtype of each precision (the names are options.PRECISIONS); tf32 is float32 storage
+# with TF32 tensor-core arithmetic on CUDA (runtime.set_backend_flags), plain float32 elsewhere
+PRECISIONS: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "tf32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+assert set(PRECISIONS) == set(options.PRECISIONS)
+# autocast dtypes by device type: bfloat16 on CPUs (AVX512-BF16 / AMX) and GPUs; float16 on GPUs
+# only (CPU float16 matmuls are emulated on most CPUs, slower than float32)
+AUTOCAST: dict[str, dict[str, torch.dtype]] = {
+    "cuda": {"bfloat16": torch.bfloat16, "float16": torch.float16},
+    "cpu": {"bfloat16": torch.bfloat16},
+}
+
+
+def backend_flags(precision: str) -> dict[str, bool]:
+    """The CUDA backend flags a precision needs: TF32 tensor-core arithmetic for float32
+    matmuls and cuDNN convolutions only with ``tf32``. torch's default lets cuDNN run float32
+    convolutions as TF32 (10-bit mantissa), which ``float32`` must not do: it is the precision
+    that reproduces the official tools."""
+    tf32 = precision == "tf32"
+    return {"cuda.matmul.allow_tf32": tf32, "cudnn.allow_tf32": tf32}
+
+
+def set_backend_flags(precision: str, device: torch.device | str) -> dict[str, bool]:
+    """Set :func:`backend_flags` when ``device`` is CUDA (they are process-wide and affect
+    CUDA only; a CPU device leaves them alone). Returns the flags set (empty on a CPU)."""
+    if torch.device(device).type != "cuda":
+        return {}
+    flags = backend_flags(precision)
+    torch.backends.cuda.matmul.allow_tf32 = flags["cuda.matmul.allow_tf32"]
+    torch.backends.cudnn.allow_tf32 = flags["cudnn.allow_tf32"]
+    return flags
+
+
+def autocast_dtype(precision: str, device_type: str) -> torch.dtype | None:
+    """The dtype ``precision`` autocasts to on ``device_type``, or None: computed in float32."""
+    return AUTOCAST.get(device_type, {}).get(precision)
+
+
 N_SPLICE_CHANNELS = 3  # no_splice, acceptor, donor: softmax; every later channel: sigmoid
 
 
@@ -118,9 +158,18 @@ class ScoringModel(nn.Module):
         return postprocess(logits)
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.precision == "float32" or device.type != "cuda":
+        """Autocast to the precision's dtype where the device computes it, else nothing.
+
+        Autocast runs matmuls and convolutions in the low dtype; the models keep their
+        softmax, sigmoid and log-sum-exp in float32 themselves (they call ``.float()``).
+        On CUDA it also sets the TF32 flags of the precision for the call (they are global, and
+        another model of the process may have set them otherwise).
+        """
+        set_backend_flags(self.precision, device)
+        dtype = autocast_dtype(self.precision, device.type)
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=PRECISIONS[self.precision])
+        return torch.autocast(device.type, dtype=dtype)
 
 
 def postprocess(logits: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,11 @@ CPU. The result is as accurate as ``F.conv1d``: both differ from a float64 refer
 
 A convolution with dilation ``d`` is ``d`` undilated ones over the interleaved phases
 ``x[..., r::d]``, so every transform spans ``k`` taps, never ``(k - 1) * d + 1``.
+
+The method is chosen per precision: under a low-precision autocast (``precision: bfloat16``) the
+direct convolution runs in bfloat16 (oneDNN uses AVX512-BF16 / AMX), which beats the float32 FFT;
+the FFT path cannot run in bfloat16 at all (``torch.complex`` has no bfloat16 kernel), so an
+explicit ``method="fft"`` computes in float32 with autocast off.
 """
 
 from __future__ import annotations
@@ -41,25 +46,64 @@ def same_conv1d(
     ``padding``: zero columns ``(left, right)`` instead of "same" ones; the output then has
     ``L + left + right - (k - 1) * dilation`` positions (an incremental pass computes a slice of
     a "same" convolution this way, padding only where the slice meets the window's edge).
-    ``method="auto"`` uses the FFT for float CPU tensors where it is faster, and the direct
-    convolution (oneDNN, cuDNN) everywhere else. ``spectra``: see :func:`fft_conv1d`.
+    ``method="auto"`` uses the FFT for float32/float64 CPU tensors where it is faster, and the
+    direct convolution (oneDNN, cuDNN) everywhere else, including under a CPU autocast.
+    ``spectra``: see :func:`fft_conv1d`.
     """
     if method == "auto":
         method = "fft" if _fft_pays(x, weight) else "direct"
     if method == "fft":
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return fft_conv1d(x.float(), weight, bias, dilation, padding, spectra)
         return fft_conv1d(x, weight, bias, dilation, padding, spectra)
     if method != "direct":
         raise ValueError(f"unknown convolution method {method!r} (auto, fft or direct)")
+    same = (weight.shape[-1] - 1) * dilation // 2
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+        if dtype != torch.float32:
+            with torch.autocast("cpu", enabled=False):
+                return _direct_channels_last(
+                    x, weight, bias, dilation, padding or (same, same), dtype
+                )
     if padding is None:
-        same = (weight.shape[-1] - 1) * dilation // 2
         return F.conv1d(x, weight, bias, padding=same, dilation=dilation)
     return F.conv1d(F.pad(x, padding), weight, bias, dilation=dilation)
+
+
+def _direct_channels_last(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    dilation: int,
+    padding: tuple[int, int],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """The direct convolution in ``dtype`` on a CPU: ``[B, C, L]`` -> ``[B, O, L']``.
+
+    The input is cast and laid out channels-last (positions x channels, oneDNN's native layout
+    for AVX512-BF16 / AMX) with its zero padding in one copy, and convolved as a height-1 2-D
+    image; the result is a ``[B, O, L']`` view of channels-last memory, which the next
+    convolution reads without a reorder. Under a plain autocast oneDNN reorders every input
+    and output (a third of the time).
+    """
+    batch, channels, length = x.shape
+    left, right = padding
+    buffer = x.new_zeros(batch, length + left + right, channels, dtype=dtype)
+    buffer[:, left : left + length] = x.transpose(1, 2)
+    kernel = weight[:, :, None, :].to(dtype)
+    out = F.conv2d(
+        buffer.transpose(1, 2).unsqueeze(2), kernel, bias.to(dtype), dilation=(1, dilation)
+    )
+    return out.squeeze(2)
 
 
 def _fft_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
         and weight.shape[1] * weight.shape[2] >= MIN_FFT_WORK
     )
 

@@ -291,8 +291,11 @@ class _PreparedBlock:
     def second(
         self, mid: torch.Tensor, x: torch.Tensor, padding: tuple[int, int] | None = None
     ) -> torch.Tensor:
-        """conv2 of the first half's output ``mid``, plus the block input ``x`` there."""
-        return self._conv(1, mid, padding).add_(x)
+        """conv2 of the first half's output ``mid``, plus the block input ``x`` there.
+
+        The residual stream keeps ``x``'s dtype (float32 under a bfloat16 autocast too)."""
+        y = self._conv(1, mid, padding)
+        return y.add_(x) if y.dtype == x.dtype else x + y
 
     def patch(self, x: torch.Tensor, mid: torch.Tensor, alt: _Patch) -> _Patch:
         """The block's output for ALT windows ``alt`` given the REF pass's input ``x`` and first
@@ -339,11 +342,9 @@ class FeatureEncoder(nn.Module):
         pass's activations. Returns the REF features and each group's ``[n, width, L]``.
         """
         x = self._embed(tokens)
-        skip = F.conv1d(x, self.skip.weight, self.skip.bias)
+        skip = _pointwise(x, self.skip)
         xs = [_Patch(rows, span, self._embed(values)) for rows, span, values in alts]
-        skips = [
-            p.replaced(p.span, F.conv1d(p.values, self.skip.weight, self.skip.bias)) for p in xs
-        ]
+        skips = [p.replaced(p.span, _pointwise(p.values, self.skip)) for p in xs]
         taps = iter(self.convs)
         for i, module in enumerate(self.resblocks):
             block = module.prepared()
@@ -353,18 +354,30 @@ class FeatureEncoder(nn.Module):
             if (i + 1) % 4 == 0:
                 tap = next(taps)
                 skips = [
-                    s.replaced(
-                        p.span, s.read(skip, p.span) + F.conv1d(p.values, tap.weight, tap.bias)
-                    )
+                    s.replaced(p.span, s.read(skip, p.span) + _pointwise(p.values, tap))
                     for s, p in zip(skips, xs, strict=True)
                 ]
-                skip = skip + F.conv1d(x, tap.weight, tap.bias)
+                skip = skip + _pointwise(x, tap)
         return skip, [s.read(skip, (0, skip.shape[-1])) for s in skips]
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """The one-hot 1x1 conv as a table lookup: ``[B, L]`` -> ``[B, width, L]``."""
         x = F.embedding(tokens, _onehot_table(self.conv1)).transpose(1, 2)
+        if tokens.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # channels-last memory, as the low-precision convolutions read and write it
+            return x + self.conv1.bias[:, None]
         return (x + self.conv1.bias[:, None]).contiguous()
+
+
+def _pointwise(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """A 1x1 conv of ``[B, C, L]``. Under a CPU autocast (``precision: bfloat16``) it is a
+    float32 matmul over the channels-last memory the low-precision encoder keeps (no cast,
+    no reorder; it is a small share of the work); otherwise ``F.conv1d`` as in float32."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            out = F.linear(x.transpose(1, 2).float(), conv.weight[:, :, 0], conv.bias)
+        return out.transpose(1, 2)
+    return F.conv1d(x, conv.weight, conv.bias)
 
 
 class Projection(nn.Module):
