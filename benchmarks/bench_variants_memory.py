@@ -97,17 +97,25 @@ def run_driver(vcf: Path, genes: Path, exons: Path, out: Path, workers: int) -> 
 
 
 def check_in_memory(vcf: Path, genes: Path, exons: Path, out: Path) -> bool:
-    """The streamed ``variants.parquet`` equals one in-memory pass over every record."""
+    """The streamed ``variants.parquet`` equals what the in-memory driver made: every record
+    read at once, ``score_records`` per shard (the default size, as the run), tables joined."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from sptx_pipeline.options import DEFAULT_VARIANT_SHARD_SIZE as SHARD
     from sptx_pipeline.testing import StandInFactory
     from sptx_pipeline.variants import Annotation, Settings, score_records
     from sptx_pipeline.vcf import read_records
 
     annotation = Annotation.load(str(FASTA), str(genes), str(exons))
     model = StandInFactory()().eval()
-    expected = score_records(
-        read_records(vcf), annotation, Settings("spliceai", 50, False, 50), model
+    records = read_records(vcf)
+    settings = Settings("spliceai", 50, False, 50)
+    expected = pa.concat_tables(
+        [
+            score_records(records[i : i + SHARD], annotation, settings, model)
+            for i in range(0, len(records), SHARD)
+        ]
     )
     got = pq.read_table(out / "variants.parquet")
     return got.replace_schema_metadata(None).equals(expected)

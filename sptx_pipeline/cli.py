@@ -340,7 +340,10 @@ def _run_variants(args: argparse.Namespace) -> None:
         )
     if args.saturate is not None:
         if args.exons is None:
-            raise InputError("--saturate needs --exons (exons.parquet of the genes stage)")
+            raise InputError(
+                "--saturate needs --genes and --exons (genes.parquet and exons.parquet of the "
+                "genes stage; --gtf is not enough)"
+            )
         vcf = args.saturate_vcf or str(Path(args.out_vcf).with_name("saturation.vcf.gz"))
         saturation_vcf(args.fasta, args.genes, args.exons, args.saturate, vcf)
     elif vcf is None:
