@@ -616,7 +616,7 @@ def score_variants(
         "precision": precision,
     }
     fingerprint = {
-        "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256")},
+        "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256") or k == "gene_types"},
         "model": {k: v for k, v in model_record.items() if k != "source"},
         "settings": settings_record,
         "shard_size": shard_size,
