@@ -344,8 +344,17 @@ def _add_variants(sub: Subparsers) -> None:
     p = sub.add_parser("variants", help="score the splicing effect of VCF variants")
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
     p.add_argument("--fasta", required=True)
-    p.add_argument("--genes", required=True, help="genes.parquet of the genes stage")
+    p.add_argument("--genes", help="genes.parquet of the genes stage (or --gtf)")
     p.add_argument("--exons", help="exons.parquet of the genes stage (needed by --mask)")
+    p.add_argument(
+        "--gtf", help="annotation GTF instead of --genes/--exons: genes selected as in 'genes'"
+    )
+    p.add_argument(
+        "--gene-types",
+        type=_list,
+        default=list(options.DEFAULT_GENE_TYPES),
+        help="with --gtf: gene types to score (comma-separated; empty: all)",
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--out-parquet", required=True, help="variants.parquet")
     p.add_argument("--out-vcf", required=True, help="variants.vcf.gz (+ .tbi)")
@@ -397,9 +406,17 @@ def _run_variants(args: argparse.Namespace) -> None:
     from .variants import saturation_vcf, score_variants
 
     vcf = args.vcf
+    if args.saturate is not None and vcf is not None:
+        raise InputError(
+            f"--saturate scores its own VCF of SNVs around exon boundaries; it cannot also "
+            f"score --vcf {vcf}: give one of them"
+        )
     if args.saturate is not None:
         if args.exons is None:
-            raise InputError("--saturate needs --exons (exons.parquet of the genes stage)")
+            raise InputError(
+                "--saturate needs --genes and --exons (genes.parquet and exons.parquet of the "
+                "genes stage; --gtf is not enough)"
+            )
         vcf = args.saturate_vcf or str(Path(args.out_vcf).with_name("saturation.vcf.gz"))
         saturation_vcf(args.fasta, args.genes, args.exons, args.saturate, vcf)
     elif vcf is None:
@@ -423,6 +440,8 @@ def _run_variants(args: argparse.Namespace) -> None:
         max_retries=args.max_retries,
         progress=not args.no_progress,
         threads=args.threads,
+        gtf=args.gtf,
+        gene_types=args.gene_types,
     )
     print(json.dumps(summary.as_dict("records")))
 

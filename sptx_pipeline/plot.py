@@ -87,8 +87,18 @@ def read_exons(gtf: Path, chrom: str, start: int, end: int, strands: list[str]) 
     exons = exons.assign(
         transcript=[first(a, "transcript_id", "gene_id", default="?") for a in attrs],
         gene=[first(a, "gene_name", "gene_id", default="?") for a in attrs],
+        gene_id=[first(a, "gene_id", default="?") for a in attrs],
     )
-    return exons[["start", "end", "strand", "transcript", "gene"]].reset_index(drop=True)
+    columns = ["start", "end", "strand", "transcript", "gene", "gene_id"]
+    return exons[columns].reset_index(drop=True)
+
+
+def scored_genes(results_dir: str | os.PathLike) -> set[str] | None:
+    """The gene ids the run scored (its ``genes.parquet``); None when that file is absent."""
+    path = Path(results_dir) / "genes.parquet"
+    if not path.is_file():
+        return None
+    return set(pd.read_parquet(path, columns=["gene_id"])["gene_id"].astype(str))
 
 
 def read_sites(
@@ -140,6 +150,9 @@ def plot_region(
     exons = (
         read_exons(gtf_path, region.chrom, region.start, region.end, strands) if gtf_path else None
     )
+    scored = scored_genes(results_dir)
+    if exons is not None:  # genes of the GTF the run did not select have no scores: drawn pale
+        exons["scored"] = [scored is None or g in scored for g in exons.gene_id]
     sites = read_sites(results_dir, region, strands)
     tissues = [c for c in sites.columns if c not in SITE_COLUMNS] if sites is not None else []
     show_heatmap = bool(tissues) and sites is not None and len(sites) > 0
@@ -201,13 +214,14 @@ def _draw_exons(ax: Axes, exons: pd.DataFrame | None, region: Region, gtf: Path 
     for y, tx in enumerate(transcripts):
         rows = exons[exons.transcript == tx]
         strand = rows.strand.iloc[0]
-        ax.plot([rows.start.min(), rows.end.max()], [y, y], color="0.4", lw=1)
+        scored = bool(rows.scored.iloc[0]) if "scored" in rows else True
+        line, box = ("0.4", "0.2") if scored else ("0.8", "0.75")
+        ax.plot([rows.start.min(), rows.end.max()], [y, y], color=line, lw=1)
         for e in rows.itertuples():
-            ax.add_patch(Rectangle((e.start, y - 0.3), e.end - e.start + 1, 0.6, color="0.2"))
+            ax.add_patch(Rectangle((e.start, y - 0.3), e.end - e.start + 1, 0.6, color=box))
         label_x = max(rows.start.min(), region.start)
-        ax.text(
-            label_x, y - 0.35, f"{rows.gene.iloc[0]} ({strand})", fontsize="x-small", va="bottom"
-        )
+        label = f"{rows.gene.iloc[0]} ({strand})" + ("" if scored else ", not scored")
+        ax.text(label_x, y - 0.35, label, fontsize="x-small", va="bottom", color=line)
     ax.set_ylim(len(transcripts) - 0.4, -1.0)  # inverted: the first transcript on top
 
 

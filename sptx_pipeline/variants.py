@@ -1,6 +1,6 @@
 """``variants``: score the splicing effect of every VCF record, ALT and overlapping gene.
 
-The driver reads the VCF once (``vcf.read_records``) into ``<out>.work/records.parquet``
+The driver streams the VCF once (``vcf.iter_records``) into ``<out>.work/records.parquet``
 and runs one Dask task per shard of ``shard_size`` records through ``runner.run_shards``. A
 task cuts the REF and ALT windows of its records, scores each *distinct* window once (windows
 grouped by length into batches, ``runtime.score_windows``; an SNV or MNV ALT window from its REF
@@ -44,6 +44,7 @@ from .lock import holds_store_lock
 from .options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
+    DEFAULT_GENE_TYPES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRECISION,
     DEFAULT_VARIANT_CONVENTION,
@@ -55,7 +56,7 @@ from .options import (
     check_choice,
 )
 from .provenance import package_provenance, sha256_file
-from .results import SPLICE_CHANNELS, provenance_metadata, read_provenance, write_table
+from .results import SPLICE_CHANNELS, provenance_metadata, read_provenance
 from .runner import RunSummary, ShardResult, resume_order, run_stage
 from .runtime import (
     ModelSpec,
@@ -76,11 +77,20 @@ from .variant_effects import (
     tissue_effect,
     tissue_flags,
 )
-from .vcf import info_header_lines, provenance_line, read_records, write_annotated
+from .vcf import (
+    RECORD_COLUMNS,
+    info_header_lines,
+    iter_records,
+    provenance_line,
+    readable_copy,
+    write_annotated,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DISTANCE = {"spliceai": 50, "sptransformer": 100}
+RECORD_CHUNK = 100_000  # VCF records the driver holds at once while reading
+RECORD_GROUP = 10_000  # rows per row group of records.parquet (a shard reads its groups)
 ID_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "gene_id", "gene_name", "strand", "status"]
 SKIPPED_ALTS = (".", "-", "*")  # the official tool skips ALTs containing these ...
 SYMBOLIC_MARKS = ("<", ">", "[", "]")  # ... and symbolic ones (breakends: ours too)
@@ -541,7 +551,7 @@ def _prepare_work(work: Path, fingerprint: dict[str, Any]) -> bool:
 def score_variants(
     vcf: str | os.PathLike,
     fasta: str | os.PathLike,
-    genes: str | os.PathLike,
+    genes: str | os.PathLike | None,
     model: ModelSpec,
     out_parquet: str | os.PathLike,
     out_vcf: str | os.PathLike,
@@ -558,6 +568,8 @@ def score_variants(
     progress: bool = True,
     work_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    gtf: str | os.PathLike | None = None,
+    gene_types: Sequence[str] = DEFAULT_GENE_TYPES,
 ) -> RunSummary:
     """Score every record x ALT x overlapping gene of ``vcf``; write Parquet and VCF.gz.
 
@@ -566,15 +578,22 @@ def score_variants(
     ``sptransformer``). Sharded over Dask like ``predict``, resumable through the work
     directory (default: ``<out_parquet>.work``). Returns the run summary in records.
     ``threads``: the cores granted to this job, which a local cluster's workers share for
-    their torch threads, as in ``predict``.
+    their torch threads, as in ``predict``. ``gtf`` instead of ``genes``/``exons``: the genes
+    stage's selection (``gene_types``, contig names reconciled with the FASTA) is made from it
+    into the work directory.
     """
     began = time.perf_counter()
     if shard_size < 1 or batch_size < 1 or max_retries < 0:
         raise InputError("shard_size and batch_size must be >= 1, max_retries >= 0")
-    if mask and exons is None:
+    if (genes is None) == (gtf is None):
+        raise InputError(
+            "give the annotation once: genes (genes.parquet of the genes stage, with exons) or gtf"
+        )
+    if mask and exons is None and gtf is None:
         raise InputError("variant_mask needs the canonical exons (exons.parquet from genes)")
-    for path, what in ((vcf, "VCF"), (fasta, "FASTA"), (genes, "genes.parquet")):
-        if not Path(path).is_file():
+    annotation_file = (genes, "genes.parquet") if genes is not None else (gtf, "GTF")
+    for path, what in ((vcf, "VCF"), (fasta, "FASTA"), annotation_file):
+        if not Path(str(path)).is_file():
             raise MissingInputError(f"{what} file not found: {path}")
     remove_stale(out_parquet, out_vcf, f"{out_vcf}.tbi")
     identity = identify(model, precision)
@@ -591,9 +610,7 @@ def score_variants(
         "vcf_sha256": sha256_file(vcf),
         "fasta": str(Path(fasta).resolve()),
         "fasta_sha256": sha256_file(fasta),
-        "genes_sha256": sha256_file(genes),
-        "exons_sha256": sha256_file(exons) if exons else None,
-        "annotation": read_provenance(genes),
+        **annotation_inputs(genes, exons, gtf, gene_types),
     }
     model_record = {
         "source": model if isinstance(model, str) else repr(model),
@@ -606,17 +623,25 @@ def score_variants(
         "precision": precision,
     }
     fingerprint = {
-        "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256")},
+        "inputs": {k: v for k, v in inputs.items() if k.endswith("sha256") or k == "gene_types"},
         "model": {k: v for k, v in model_record.items() if k != "source"},
         "settings": settings_record,
         "shard_size": shard_size,
+        "layout": 2,  # records.parquet + contigs.json, streamed
     }
     resuming = _prepare_work(work, fingerprint)
-    records_path = work / "records.parquet"
-    if not resuming or not records_path.is_file():
-        records = read_records(vcf)
-        write_table(records, records_path)
+    if gtf is not None:
+        genes, exons = annotation_from_gtf(gtf, fasta, gene_types, work / "annotation")
+    assert genes is not None
+    records_path, contigs_path = work / "records.parquet", work / "contigs.json"
+    source = readable_copy(vcf, work)  # a plain-gzip VCF: through a bgzip copy
+    if not resuming or not records_path.is_file() or not contigs_path.is_file():
+        lengths = contig_lengths(open_fasta(fasta))
+        contigs = write_records(source, records_path, lengths)
+        write_text(contigs_path, json.dumps(contigs))
         write_text(work / "fingerprint.json", json.dumps(fingerprint, sort_keys=True))
+    contigs = json.loads(contigs_path.read_text())
+    check_contigs(contigs, vcf, fasta)
     n_records = pq.read_metadata(records_path).num_rows
     log.info("%s: %d records, convention %s, D=%d", vcf, n_records, chosen, distance)
 
@@ -647,7 +672,7 @@ def score_variants(
         run_id=job.run_id,
         began=began,
         desc="variants",
-        unit="var",
+        unit="rec",  # VCF records (each with all its ALTs and genes), not variants
         noun="records",
         max_retries=max_retries,
         log_directory=out_parquet.parent / "logs" / "slurm",  # SLURM worker job logs
@@ -659,8 +684,7 @@ def score_variants(
         "settings": settings_record,
         "software": package_provenance(),
     }
-    table = write_results(work, shards, out_parquet, provenance, chosen)
-    write_vcf(vcf, out_vcf, table, chosen, provenance)
+    write_outputs(work, shards, source, out_parquet, out_vcf, provenance, chosen, contigs)
     log.info(
         "variants: %d records in %d shards (%d skipped); %.1f records/s",
         n_records,
@@ -671,26 +695,187 @@ def score_variants(
     return summary
 
 
+def annotation_inputs(
+    genes: str | os.PathLike | None,
+    exons: str | os.PathLike | None,
+    gtf: str | os.PathLike | None,
+    gene_types: Sequence[str],
+) -> dict[str, Any]:
+    """The provenance (and, by its ``*sha256`` keys, the fingerprint) of the annotation given."""
+    if gtf is not None:
+        return {
+            "gtf": str(Path(gtf).resolve()),
+            "gtf_sha256": sha256_file(gtf),
+            "gene_types": list(gene_types),
+        }
+    assert genes is not None
+    return {
+        "genes_sha256": sha256_file(genes),
+        "exons_sha256": sha256_file(exons) if exons else None,
+        "annotation": read_provenance(genes),
+    }
+
+
+def annotation_from_gtf(
+    gtf: str | os.PathLike, fasta: str | os.PathLike, gene_types: Sequence[str], directory: Path
+) -> tuple[Path, Path]:
+    """``genes.parquet`` and ``exons.parquet`` made from ``gtf`` as the genes stage makes them
+    (``annotation.select_genes``: gene types, FASTA contig names), kept for a resumed run."""
+    from .annotation import select_genes
+
+    genes, exons = directory / "genes.parquet", directory / "exons.parquet"
+    if not (genes.is_file() and exons.is_file()):
+        directory.mkdir(parents=True, exist_ok=True)
+        select_genes(
+            gtf, fasta, genes, directory / "regions.parquet", gene_types=gene_types, out_exons=exons
+        )
+    return genes, exons
+
+
+def write_records(
+    vcf: str | os.PathLike, out: Path, lengths: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Stream the VCF's records into ``out`` (Parquet, row groups of ``RECORD_GROUP`` rows) and
+    return, per VCF contig in order of appearance, its FASTA contig (``1`` is ``chr1`` there,
+    as in the genes stage: ``genome.reconcile_contigs``), length, records, and records past
+    its end. Memory: one chunk of records at a time."""
+    schema = pa.schema(
+        [
+            pa.field(name, pa.int64() if name in ("record", "line", "pos") else pa.string())
+            for name in RECORD_COLUMNS
+        ]
+    )
+    contigs: dict[str, dict[str, Any]] = {}
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for chunk in iter_records(vcf, chunk_size=RECORD_CHUNK):
+            writer.write_table(
+                pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
+                row_group_size=RECORD_GROUP,
+            )
+            counts = chunk.groupby("chrom", sort=False)["pos"].agg(["size", "max"])
+            new = [str(c) for c in counts.index if str(c) not in contigs]
+            for name, match in reconcile_contigs(new, lengths).items():
+                length = None if match is None else lengths[match]
+                contigs[name] = {"fasta": match, "length": length, "records": 0, "past_end": 0}
+            for name, size in counts["size"].items():
+                contigs[str(name)]["records"] += int(size)
+            for name, group in chunk.groupby("chrom", sort=False)["pos"]:
+                length = contigs[str(name)]["length"]
+                if length is not None and int(counts.loc[name, "max"]) > length:
+                    contigs[str(name)]["past_end"] += int((group.to_numpy() > length).sum())
+    return contigs
+
+
+def check_contigs(
+    contigs: dict[str, dict[str, Any]], vcf: str | os.PathLike, fasta: str | os.PathLike
+) -> None:
+    """Warn with counts when records lie on contigs the FASTA lacks or past a contig's end
+    (they can only be ``no_gene``); an error when no record lies on the FASTA at all."""
+    total = sum(c["records"] for c in contigs.values())
+    missing = {n: c["records"] for n, c in contigs.items() if c["fasta"] is None}
+    past = {n: c["past_end"] for n, c in contigs.items() if c["past_end"]}
+    off = sum(missing.values()) + sum(past.values())
+    if not off:
+        return
+
+    def listed(counts: dict[str, int]) -> str:
+        shown = ", ".join(f"{name}: {n}" for name, n in list(counts.items())[:5])
+        return shown + (f", ... ({len(counts)} contigs)" if len(counts) > 5 else "")
+
+    reasons = []
+    if missing:
+        reasons.append(f"{sum(missing.values())} on contigs the FASTA lacks ({listed(missing)})")
+    if past:
+        reasons.append(f"{sum(past.values())} past the end of their contig ({listed(past)})")
+    if total and off == total:
+        names = ", ".join(list(open_fasta(fasta).keys())[:5])
+        raise InputError(
+            f"no record of {vcf} lies on a contig of {fasta}: {'; '.join(reasons)}. "
+            f"The FASTA's contigs are {names}...: is the VCF for another reference or naming "
+            "(RefSeq NC_ names are not translated)?"
+        )
+    log.warning(
+        "%s: %d of %d records are not on the FASTA and come out as no_gene: %s",
+        vcf,
+        off,
+        total,
+        "; ".join(reasons),
+    )
+
+
+def write_outputs(
+    work: Path,
+    shards: Sequence[Shard],
+    vcf: str | os.PathLike,
+    out_parquet: Path,
+    out_vcf: Path,
+    provenance: dict[str, Any],
+    convention: str,
+    contigs: dict[str, dict[str, Any]],
+) -> None:
+    """``variants.parquet`` and ``variants.vcf.gz``: both or neither. The Parquet file is written
+    under a temporary name and renamed only once the VCF (written the same way) is in place."""
+    with atomic_path(out_parquet) as tmp:
+        symbolic = write_results(work, shards, tmp, provenance, convention)
+        lengths = {name: c["length"] for name, c in contigs.items()}
+        write_vcf(vcf, out_vcf, work, shards, convention, provenance, symbolic, lengths)
+
+
 def write_results(
     work: Path,
     shards: Sequence[Shard],
     out: Path,
     provenance: dict[str, Any],
     convention: str,
-) -> pa.Table:
-    """Concatenate the shard parts, in record order, into ``out`` (atomically)."""
+) -> bool:
+    """Append the shard parts, in record order, to ``out``, one part in memory at a time.
+    Returns whether any ALT is symbolic (the VCF then needs an ``END`` definition)."""
     missing = [s.index for s in shards if s.index not in store.done_shards(work)]
     if missing:
         raise IncompletePredictionsError(
             f"{work}: {len(missing)} shards are not done (e.g. {missing[:5]})"
         )
     schema = result_schema(convention)
-    parts = [pq.read_table(part_path(work, s.index), schema=schema) for s in shards]
-    table = pa.concat_tables(parts) if parts else schema.empty_table()
-    table = table.replace_schema_metadata(provenance_metadata(provenance))
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return table
+    schema = schema.with_metadata(provenance_metadata(provenance))
+    symbolic = False
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for shard in shards:
+            part = pq.read_table(part_path(work, shard.index), schema=result_schema(convention))
+            symbolic = symbolic or any("<" in alt for alt in part.column("alt").to_pylist() if alt)
+            writer.write_table(part.replace_schema_metadata(schema.metadata))
+    return symbolic
+
+
+class PartEntries:
+    """INFO entries of record ``n`` for the VCF writer, read from the shard parts in record
+    order, one part in memory at a time (records are asked for in increasing order)."""
+
+    def __init__(
+        self, work: Path, shards: Sequence[Shard], builders: dict[str, Any], convention: str
+    ) -> None:
+        self.work, self.shards, self.builders = work, list(shards), builders
+        self.schema = result_schema(convention)
+        self.index = 0
+        self.current: Shard | None = None
+        self.entries: dict[str, dict[int, list[str]]] = {}
+
+    def _load(self, record: int) -> None:
+        while self.shards[self.index].stop <= record:
+            self.index += 1
+        self.current = self.shards[self.index]
+        table = pq.read_table(part_path(self.work, self.current.index), schema=self.schema)
+        self.entries = {key: defaultdict(list) for key in self.builders}
+        for row in table.to_pylist():
+            for key, build in self.builders.items():
+                entry = build(row)
+                if entry is not None:
+                    self.entries[key][row["record"]].append(entry)
+
+    def of(self, key: str, record: int) -> list[str]:
+        """The ``key`` entries of record number ``record``."""
+        if self.current is None or not self.current.start <= record < self.current.stop:
+            self._load(record)
+        return self.entries[key].get(record, [])
 
 
 def _spliceai_entry(row: dict[str, Any]) -> str | None:
@@ -726,28 +911,22 @@ def _sptransformer_entry(row: dict[str, Any]) -> str | None:
 def write_vcf(
     vcf: str | os.PathLike,
     out: Path,
-    table: pa.Table,
+    work: Path,
+    shards: Sequence[Shard],
     convention: str,
     provenance: dict[str, Any],
+    symbolic: bool = False,
+    contigs: dict[str, int | None] | None = None,
 ) -> None:
-    """Every input record in order with the INFO entries of its scored rows."""
-    builders = {"SpliceAI": _spliceai_entry}
+    """Every input record in order with the INFO entries of its scored rows (from the parts,
+    streamed) and a ``##contig`` line for each contig the input header lacks."""
+    builders: dict[str, Any] = {"SpliceAI": _spliceai_entry}
     if convention == "sptransformer":
         builders["SpTransformer"] = _sptransformer_entry
-    entries: dict[str, dict[int, list[str]]] = {key: defaultdict(list) for key in builders}
-    for row in table.to_pylist():
-        for key, build in builders.items():
-            entry = build(row)
-            if entry is not None:
-                entries[key][row["record"]].append(entry)
-    info = {key: functools.partial(_entries_of, entries[key]) for key in builders}
+    parts = PartEntries(work, shards, builders, convention)
+    info = {key: functools.partial(parts.of, key) for key in builders}
     header = [*info_header_lines(list(builders)), provenance_line(provenance)]
-    symbolic = any("<" in alt for alt in table.column("alt").to_pylist() if alt)
-    write_annotated(vcf, out, info, header, symbolic=symbolic)
-
-
-def _entries_of(entries: dict[int, list[str]], record: int) -> list[str]:
-    return entries.get(record, [])
+    write_annotated(vcf, out, info, header, symbolic=symbolic, contigs=contigs)
 
 
 # -------------------------------------------------------------- saturation and queries
@@ -839,7 +1018,7 @@ def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
                 frame["alt"].str.upper() == alt.upper()
             )
             frame = frame[keep]
-        return frame.reset_index(drop=True)
+        return _integers(frame, path).reset_index(drop=True)
     if len(parts) > 1:
         raise InputError(f"{text!r} is not chrom:pos[:REF>ALT] nor a gene name or id")
     frame = pd.read_parquet(path)
@@ -847,4 +1026,18 @@ def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
     hit = frame[(frame["gene_id"] == text) | (unversioned == text) | (frame["gene_name"] == text)]
     if hit.empty:
         raise InputError(f"no variants of a gene {text!r} in {path}")
-    return hit.reset_index(drop=True)
+    return _integers(hit, path).reset_index(drop=True)
+
+
+def _integers(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Integer columns (``dp_*``) that pandas read as floats because of nulls, back as nullable
+    integers: ``-45``, not ``-45.0000``, in a printed table."""
+    schema = pq.read_schema(path)
+    columns = [
+        name
+        for name in frame.columns
+        if name in schema.names
+        and pa.types.is_integer(schema.field(name).type)
+        and frame[name].dtype.kind == "f"
+    ]
+    return frame.astype({name: "Int64" for name in columns}) if columns else frame

@@ -100,6 +100,11 @@ def check_config(cfg: dict[str, Any], schema_path: str | os.PathLike[str]) -> No
     """Stop with one line per bad key (key first) instead of jsonschema's schema dump."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = config_problems(cfg, schema)
+    if cfg.get("vcf") is not None and cfg.get("saturate") is not None:
+        problems.append(
+            "saturate: set together with vcf; saturation scores its own VCF of SNVs around exon "
+            "boundaries and would ignore vcf: set one of them (the other to null)"
+        )
     if problems:
         raise ConfigError(
             f"Error validating config file against {schema_path} (keys, their defaults and "

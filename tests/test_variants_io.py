@@ -23,9 +23,11 @@ import pytest
 import torch
 
 from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.errors import InputError
+from sptx_pipeline.query import write_result
 from sptx_pipeline.testing import THREADED, StandInFactory, StandInModel
 from sptx_pipeline.variants import query_variant, saturation_vcf, score_variants
-from sptx_pipeline.vcf import END_INFO, VCFFormatError
+from sptx_pipeline.vcf import END_INFO, VCFFormatError, iter_records
 from tests.genome_fixtures import REPO, write_fasta
 
 HEADER = "##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=2>\n"
@@ -191,9 +193,12 @@ def test_contig_names_and_formats_give_the_same_rows(genome, edge, tmp_path):
 def test_malformed_record_names_file_and_line(genome, tmp_path):
     vcf = tmp_path / "bad.vcf"
     vcf.write_text(HEADER + COLUMNS + "1\t1000\t.\tA\tG\t.\t.\t.\n1\tabc\t.\tA\tG\t.\t.\t.\n")
-    with pytest.raises(VCFFormatError, match=r"bad\.vcf, line 6"):
+    with pytest.raises(VCFFormatError, match=r"bad\.vcf, line 6") as caught:
         run(genome, vcf, tmp_path / "out")
     assert not (tmp_path / "out" / "variants.parquet").exists()
+    # reported as malformed, with what is wrong; not htslib's "truncated file"
+    assert "malformed record: POS 'abc' is not a number" in str(caught.value)
+    assert "truncated" not in str(caught.value)
 
 
 def test_resume_skips_verified_shards_and_redoes_damaged_ones(genome, edge, tmp_path):
@@ -286,7 +291,9 @@ def test_unsorted_input_is_written_in_its_order_without_index(genome, tmp_path, 
     with pysam.VariantFile(str(tmp_path / "variants.vcf.gz")) as result:
         assert [r.pos for r in result] == [1800, 1000]
     assert not (tmp_path / "variants.vcf.gz.tbi").exists()
-    assert "no tabix index" in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if "tabix index" in r.getMessage())
+    assert "not sorted" in warning and str(tmp_path / "variants.vcf.gz") in warning
+    assert ".tmp" not in warning  # names the output, not its temporary
     assert not list(tmp_path.glob(".*tmp*"))  # no temporaries left
 
 
@@ -316,3 +323,137 @@ def test_torch_threads_follow_the_cores_granted(genome, edge, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert _ThreadRecorder.seen == {1}
+
+
+# ------------------------------------------------ VCFs as users have them (issue 20, 1-4)
+
+
+def _without_contig_lines(vcf: Path, out: Path) -> Path:
+    out.write_text("".join(x for x in vcf.read_text().splitlines(True) if "##contig" not in x))
+    return out
+
+
+def test_vcf_without_contig_lines_gets_them_from_the_fasta(genome, edge, tmp_path, capfd):
+    """Before: scored, then ``OSError: Can't write record`` with variants.parquet written."""
+    out_first, vcf, frame = edge
+    bare = _without_contig_lines(vcf, tmp_path / "bare.vcf")
+    run(genome, bare, tmp_path, progress=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "variants.parquet"), frame)
+    fasta = pysam.FastaFile(str(genome["fasta"]))
+    with pysam.VariantFile(str(tmp_path / "variants.vcf.gz")) as result:
+        contigs = {name: c.length for name, c in result.header.contigs.items()}
+        records = [(r.chrom, r.pos, r.id, r.info.get("SpliceAI")) for r in result]
+    # the VCF's 1 and 2 are the FASTA's chr1 and chr2: their lengths
+    assert contigs == {"1": fasta.get_reference_length("chr1"), "2": 1000}
+    with pysam.VariantFile(str(out_first / "variants.vcf.gz")) as first:
+        assert records == [(r.chrom, r.pos, r.id, r.info.get("SpliceAI")) for r in first]
+    assert (tmp_path / "variants.vcf.gz.tbi").is_file()
+    err = capfd.readouterr().err
+    assert "[W::vcf_parse]" not in err and "[E::" not in err
+    # the progress bar counts records, not variants
+    bar = [line for line in err.replace("\r", "\n").splitlines() if "variants" in line][-1]
+    assert "rec/s" in bar or "rec]" in bar or "s/rec" in bar, bar
+    assert f"{len(set(frame['record']))}/{len(set(frame['record']))}" in bar
+
+
+def test_both_outputs_or_neither(genome, edge, tmp_path, monkeypatch):
+    """A failure while writing the VCF leaves no variants.parquet either."""
+    import sptx_pipeline.variants as variants
+
+    _, vcf, _ = edge
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(variants, "write_annotated", fail)
+    with pytest.raises(OSError, match="disk full"):
+        run(genome, vcf, tmp_path)
+    assert not (tmp_path / "variants.parquet").exists()
+    assert not (tmp_path / "variants.vcf.gz").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_plain_gzip_vcf_is_read(genome, edge, tmp_path):
+    """Before: ``NotImplementedError: seek not implemented in files compressed by method 1``."""
+    import gzip
+
+    out_first, vcf, frame = edge
+    plain = tmp_path / "plain.vcf.gz"
+    plain.write_bytes(gzip.compress(vcf.read_bytes()))
+    run(genome, plain, tmp_path / "out")
+    got = pd.read_parquet(tmp_path / "out" / "variants.parquet")
+    pd.testing.assert_frame_equal(got, frame)
+    with pysam.VariantFile(str(tmp_path / "out" / "variants.vcf.gz")) as result:
+        assert [r.id for r in result] == [r.id for r in pysam.VariantFile(str(vcf))]
+
+
+def test_records_off_the_fasta_warn_with_counts_or_fail(genome, tmp_path, caplog):
+    """Before: every such record came back no_gene, exit 0, without a word."""
+    ok = base_at(genome, 1000)
+    rows = [
+        ("1", 1000, ok),  # on chr1
+        ("NC_000001.11", 1000, "A"),  # RefSeq naming: not in the FASTA
+        ("NC_000001.11", 1001, "A"),
+        ("3", 10, "A"),  # a chromosome the FASTA lacks
+        ("2", 1500, "A"),  # chr2 has 1000 bases
+    ]
+    body = "".join(f"{c}\t{p}\t.\t{r}\t{'C' if r != 'C' else 'G'}\t.\t.\t.\n" for c, p, r in rows)
+    vcf = tmp_path / "mixed.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n" + COLUMNS + body)
+    run(genome, vcf, tmp_path / "mixed")
+    warning = next(r.getMessage() for r in caplog.records if "not on the FASTA" in r.getMessage())
+    assert "4 of 5 records" in warning
+    assert "3 on contigs the FASTA lacks (NC_000001.11: 2, 3: 1)" in warning
+    assert "1 past the end of their contig (2: 1)" in warning
+    frame = pd.read_parquet(tmp_path / "mixed" / "variants.parquet")
+    assert list(frame["status"]) == ["ok", "no_gene", "no_gene", "no_gene", "no_gene"]
+
+    off = tmp_path / "off.vcf"
+    off.write_text("##fileformat=VCFv4.2\n" + COLUMNS + body.split("\n", 1)[1])
+    with pytest.raises(InputError, match=r"no record of .*off\.vcf lies on a contig of"):
+        run(genome, off, tmp_path / "off")
+    assert not (tmp_path / "off" / "variants.parquet").exists()
+
+
+def test_unindexed_bgzip_input_prints_no_htslib_noise(edge, tmp_path, capfd):
+    """Before: ``[E::idx_find_and_load] Could not retrieve index file`` for every input."""
+    _, vcf, _ = edge
+    packed = tmp_path / "in.vcf.gz"
+    pysam.tabix_compress(str(vcf), str(packed))
+    capfd.readouterr()
+    chunks = list(iter_records(packed, chunk_size=4))
+    assert [len(c) for c in chunks] == [4, 4, 4, 3]
+    assert list(pd.concat(chunks)["record"]) == list(range(15))
+    assert "idx_find_and_load" not in capfd.readouterr().err
+
+
+def test_query_prints_offsets_as_integers(edge, capsys):
+    """Before: ``dp_ag`` printed as ``-45.0000`` (pandas read the nullable ints as floats)."""
+    out, _, frame = edge
+    rows = query_variant(out, "G1")
+    assert rows["dp_ag"].dtype == "Int64" and rows["ds_ag"].dtype == "float32"
+    write_result(rows, "table")
+    text = capsys.readouterr().out
+    ok = frame[(frame["gene_name"] == "G1") & (frame["status"] == "ok")].iloc[0]
+    header, *lines = text.splitlines()
+    position = header.split().index("dp_ag")
+    values = {line.split()[position] for line in lines}
+    assert str(int(ok["dp_ag"])) in values and not any(".0000" in v for v in values)
+
+
+def test_saturate_with_a_vcf_is_refused(genome, edge, tmp_path):
+    _, vcf, _ = edge
+    args = [
+        "variants", "--vcf", str(vcf), "--saturate", "2", "--fasta", str(genome["fasta"]),
+        "--genes", str(genome["genes"]), "--exons", str(genome["exons"]), "--model", "x",
+        "--out-parquet", str(tmp_path / "v.parquet"), "--out-vcf", str(tmp_path / "v.vcf.gz"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "sptx_pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode != 0
+    assert "ERROR sptx: --saturate scores" in result.stderr.strip().splitlines()[-1]
