@@ -25,6 +25,10 @@ class GTFFormatError(InputError):
     """A GTF line that cannot be parsed; the message names the file and line number."""
 
 
+class VCFFormatError(InputError):
+    """A record htslib cannot read; the message names the file and line (or record number)."""
+
+
 class CheckpointError(InputError):
     """A model checkpoint that cannot be read or does not match the architecture."""
 
@@ -39,6 +43,10 @@ class MissingInputError(SptxError, FileNotFoundError):
 
 class IncompletePredictionsError(SptxError, RuntimeError):
     """A prediction store with shards that are not (validly) written yet."""
+
+
+class IncompleteVariantsError(SptxError, RuntimeError):
+    """Variant shards without a done part: the variants stage has not finished."""
 
 
 class StoreInUseError(SptxError, RuntimeError):

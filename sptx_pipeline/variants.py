@@ -37,8 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import store
+from .annotation import strip_version
 from .atomic import atomic_path, remove_path, remove_stale, write_text
-from .errors import IncompletePredictionsError, InputError, MissingInputError
+from .errors import IncompleteVariantsError, InputError, MissingInputError
 from .genome import COMPLEMENT, contig_lengths, encode, open_fasta, reconcile_contigs
 from .lock import holds_store_lock
 from .options import (
@@ -464,10 +465,7 @@ def _annotation(job: VariantJob) -> Annotation:
 
 def _part_is_done(job: VariantJob, shard: Shard) -> bool | None:
     """True when the shard's part matches its marker; None without a marker; False if stale."""
-    try:
-        marker = store.read_done(job.work, shard.index)
-    except (OSError, ValueError):
-        marker = {}
+    marker = store.read_marker(job.work, shard.index)
     if marker is None:
         return None
     part = part_path(job.work, shard.index)
@@ -832,8 +830,9 @@ def write_results(
     Returns whether any ALT is symbolic (the VCF then needs an ``END`` definition)."""
     missing = [s.index for s in shards if s.index not in store.done_shards(work)]
     if missing:
-        raise IncompletePredictionsError(
-            f"{work}: {len(missing)} shards are not done (e.g. {missing[:5]})"
+        raise IncompleteVariantsError(
+            f"{work}: {len(missing)} variant shards are not done (e.g. {missing[:5]}); "
+            "run `sptx variants` again with the same arguments to finish them"
         )
     schema = result_schema(convention)
     schema = schema.with_metadata(provenance_metadata(provenance))
@@ -1022,7 +1021,7 @@ def query_variant(results: str | os.PathLike, text: str) -> pd.DataFrame:
     if len(parts) > 1:
         raise InputError(f"{text!r} is not chrom:pos[:REF>ALT] nor a gene name or id")
     frame = pd.read_parquet(path)
-    unversioned = frame["gene_id"].str.replace(r"\.\d+$", "", regex=True)
+    unversioned = strip_version(frame["gene_id"])
     hit = frame[(frame["gene_id"] == text) | (unversioned == text) | (frame["gene_name"] == text)]
     if hit.empty:
         raise InputError(f"no variants of a gene {text!r} in {path}")

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_path
-from .errors import InputError, MissingInputError
+from .errors import MissingInputError, VCFFormatError
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ SPTRANSFORMER_INFO = (
 )
 
 END_INFO = '##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">'
-
-
-class VCFFormatError(InputError):
-    """A record htslib cannot read; the message names the file and line (or record number)."""
 
 
 @contextlib.contextmanager

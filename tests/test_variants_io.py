@@ -23,11 +23,11 @@ import pytest
 import torch
 
 from sptx_pipeline.annotation import select_genes
-from sptx_pipeline.errors import InputError
+from sptx_pipeline.errors import InputError, VCFFormatError
 from sptx_pipeline.query import write_result
 from sptx_pipeline.testing import THREADED, StandInFactory, StandInModel
 from sptx_pipeline.variants import query_variant, saturation_vcf, score_variants
-from sptx_pipeline.vcf import END_INFO, VCFFormatError, iter_records
+from sptx_pipeline.vcf import END_INFO, iter_records
 from tests.genome_fixtures import REPO, write_fasta
 
 HEADER = "##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=2>\n"
