@@ -33,11 +33,12 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from .channels import SPLICE_CHANNELS
 from .errors import InputError, MissingInputError
 from .genome import contig_aliases
 from .hub import SPLICE_COLORS, TISSUE_COLORS, track_files
 from .query import parse_region
-from .results import SPLICE_CHANNELS, read_provenance, scores_path
+from .results import read_provenance, scores_path
 from .tracks import chrom_sizes
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .atomic import atomic_path
-from .results import SPLICE_CHANNELS
+from .channels import SPLICE_CHANNELS
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ import zarr
 
 from . import store
 from .atomic import atomic_path, remove_stale
+from .channels import SPLICE_CHANNELS
 from .errors import (
     DamagedShardError,
     IncompletePredictionsError,
@@ -39,7 +40,6 @@ from .provenance import package_provenance
 from .results import (
     ROW_GROUP_ROWS,
     ROWS_PER_FILE,
-    SPLICE_CHANNELS,
     STRAND_DIR,
     FloatEncoding,
     PartitionWriter,

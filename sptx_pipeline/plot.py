@@ -20,12 +20,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import StrMethodFormatter
 
+from .channels import SPLICE_CHANNELS
 from .errors import InputError, MissingInputError
 from .genome import contig_aliases
 from .gtf import FIELDS, attributes, first
 from .query import Region, query, resolve
 from .results import (
-    SPLICE_CHANNELS,
     channels_of,
     partitions,
     read_provenance,

@@ -36,7 +36,6 @@ STRAND_DIR = {"+": "plus", "-": "minus"}
 SCORES_PARTITIONING = ds.partitioning(
     pa.schema([("chrom", pa.string()), ("strand", pa.string())]), flavor="hive"
 )
-SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
 P_SPLICE_SUFFIX = "_p_splice"  # Pangolin's per-tissue P(splice) channels: heart_p_splice, ...
 ROW_GROUP_ROWS = 128 * 1024
 ROWS_PER_FILE = 64 * ROW_GROUP_ROWS

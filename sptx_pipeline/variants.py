@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from . import store
 from .annotation import strip_version
 from .atomic import atomic_path, remove_path, remove_stale, write_text
+from .channels import SPLICE_CHANNELS
 from .errors import IncompleteVariantsError, InputError, MissingInputError
 from .genome import COMPLEMENT, contig_lengths, encode, open_fasta, reconcile_contigs
 from .lock import holds_store_lock
@@ -57,7 +58,7 @@ from .options import (
     check_choice,
 )
 from .provenance import package_provenance, sha256_file
-from .results import SPLICE_CHANNELS, provenance_metadata, read_provenance
+from .results import provenance_metadata, read_provenance
 from .runner import RunSummary, ShardResult, resume_order, run_stage
 from .runtime import (
     ModelSpec,

@@ -20,7 +20,7 @@ import pyranges as pr
 import pytest
 
 from sptx_pipeline import store
-from sptx_pipeline.merge import SPLICE_CHANNELS
+from sptx_pipeline.channels import SPLICE_CHANNELS
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import options
+from ..channels import N_SPLICE_CHANNELS
 
 # compute dtype of each precision (the names are options.PRECISIONS); tf32 is float32 storage
 # with TF32 tensor-core arithmetic on CUDA (runtime.set_backend_flags), plain float32 elsewhere
@@ -59,9 +60,6 @@ def set_backend_flags(precision: str, device: torch.device | str) -> dict[str, b
 def autocast_dtype(precision: str, device_type: str) -> torch.dtype | None:
     """The dtype ``precision`` autocasts to on ``device_type``, or None: computed in float32."""
     return AUTOCAST.get(device_type, {}).get(precision)
-
-
-N_SPLICE_CHANNELS = 3  # no_splice, acceptor, donor: softmax; every later channel: sigmoid
 
 
 class ScoringModel(nn.Module):

@@ -37,13 +37,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..channels import SPLICE_CHANNELS
 from ..errors import CheckpointError, MissingInputError
 from ..provenance import sha256_file
 from .base import ScoringModel
 
 SPLICEAI_FLANK = 5000
 SPLICEAI_CHUNK_SIZE = 5000
-SPLICEAI_CHANNELS = ("no_splice", "acceptor", "donor")
+SPLICEAI_CHANNELS = SPLICE_CHANNELS
 SPLICEAI_FILES = tuple(f"spliceai{i}.h5" for i in range(1, 6))
 N_BASES = 4  # A, C, G, T; token 4 (N) is the all-zero one-hot
 

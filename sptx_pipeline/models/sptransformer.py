@@ -30,10 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..channels import SPLICE_CHANNELS
+from ..genome import N_TOKEN
 from .base import ScoringModel
 from .convolution import Method, Spectra, same_conv1d
 
-SPLICE_CHANNELS = ("no_splice", "acceptor", "donor")
 OFFICIAL_TISSUES = (
     "adipose_tissue",
     "blood",
@@ -55,7 +56,6 @@ SPTRANSFORMER_CHANNELS = SPLICE_CHANNELS + OFFICIAL_TISSUES  # the 18 outputs, i
 PLACEHOLDER_TISSUES = tuple(f"tissue_{i}" for i in range(len(OFFICIAL_TISSUES)))
 KERNEL_SIZES = (11,) * 8 + (21,) * 8
 DILATIONS = (1, 1, 1, 1, 4, 4, 4, 4, 10, 10, 10, 10, 20, 20, 20, 20)
-N_TOKEN = 4  # A=0, C=1, G=2, T=3, N=4; N is the all-zero one-hot column of the original
 DEFAULT_CHUNK_SIZE = 1000  # the target length SpTransformer was trained with
 MLP_ROWS_CPU = 2048  # positions per MLP block on a CPU: a 2048 x 1024 float32 temporary is 8 MB
 
