@@ -272,7 +272,10 @@ def _add_variants(sub: Subparsers) -> None:
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
     p.add_argument("--fasta", required=True)
     p.add_argument("--genes", required=True, help="genes.parquet of the genes stage")
-    p.add_argument("--exons", help="exons.parquet of the genes stage (needed by --mask)")
+    p.add_argument(
+        "--exons",
+        help="exons.parquet of the genes stage (needed by --mask and the spliceai convention)",
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--out-parquet", required=True, help="variants.parquet")
     p.add_argument("--out-vcf", required=True, help="variants.vcf.gz (+ .tbi)")

@@ -70,6 +70,7 @@ from .variant_effects import (
     DELTA_KEYS,
     TISSUES,
     align_alt,
+    align_padded,
     nearest_boundary,
     splice_deltas,
     tissue_effect,
@@ -286,6 +287,13 @@ def _record_status(rec: Any, sequence: str | None, half: int, settings: Settings
     return None
 
 
+def _needs_exons(settings: Settings, annotation: Annotation, gene: Any) -> bool:
+    """A gene without canonical exons where they are needed: the ``spliceai`` convention (the
+    official tool's table lists transcripts, which have exons) and the mask (no boundaries)."""
+    needed = settings.convention == "spliceai" or settings.mask
+    return needed and str(gene.gene_id) not in annotation.boundaries
+
+
 def _window_sequence(annotation: Annotation, chrom: str, pos: int, half: int) -> str | None:
     """The genome around 1-based ``pos``, ``half`` bases each side; None off the contig."""
     begin, end = pos - 1 - half, pos + half
@@ -324,6 +332,8 @@ def plan_records(
         for alt in alts:
             for gene in genes.itertuples():
                 row = _row(rec, alt, gene, _alt_status(alt, rec.ref, settings.convention))
+                if row["status"] == "ok" and _needs_exons(settings, annotation, gene):
+                    row["status"] = "no_exons"
                 if row["status"] != "ok":
                     out.append(row)
                     continue
@@ -376,15 +386,21 @@ def finish_rows(
         ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
         if item.strand == "-":
             ref, alt = ref[::-1], alt[::-1]
-        alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
-        deltas = splice_deltas(ref, alt, item.boundary, settings.mask)
+        rows_at: np.ndarray | None = None  # each aligned row's offset from the variant
+        if settings.convention == "sptransformer":  # the SpliceTransformer library's alignment
+            ref, alt, rows_at = align_padded(
+                ref, alt, item.ref_len, item.alt_len, settings.distance
+            )
+        else:
+            alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
+        deltas = splice_deltas(ref, alt, item.boundary, settings.mask, rows_at)
         row = dict(item.row)
         for key, value, offset in zip(DELTA_KEYS, deltas.ds, deltas.dp, strict=True):
             row[f"ds_{key}"] = value
             row[f"dp_{key}"] = offset
         if settings.convention == "sptransformer":
             if item.strand_key not in effects:
-                effects[item.strand_key] = tissue_effect(ref, alt)
+                effects[item.strand_key] = tissue_effect(ref, alt, rows_at)
             effect = effects[item.strand_key]
             row["splice_score"] = effect.splice_score
             flags = tissue_flags(effect.deltas)
@@ -575,7 +591,14 @@ def score_variants(
     distance = DEFAULT_DISTANCE[chosen] if distance is None else int(distance)
     if not 0 <= distance < 5000:
         raise InputError(f"variant_distance must be in 0..4999, got {distance}")
+    if chosen == "spliceai" and exons is None:
+        raise InputError(
+            "the spliceai convention needs each gene's canonical transcript (its span and exons): "
+            "pass --exons with the exons.parquet of `sptx genes --out-exons`"
+        )
     settings = Settings(chosen, distance, bool(mask), identity["flank"])
+    if chosen == "sptransformer":
+        warn_gene_selection(read_provenance(genes))
 
     out_parquet, out_vcf = Path(out_parquet), Path(out_vcf)
     work = Path(work_dir) if work_dir else out_parquet.with_name(out_parquet.name + ".work")
@@ -653,6 +676,7 @@ def score_variants(
         "software": package_provenance(),
     }
     table = write_results(work, shards, out_parquet, provenance, chosen)
+    warn_genes_without_exons(table, exons)
     write_vcf(vcf, out_vcf, table, chosen, provenance)
     log.info(
         "variants: %d records in %d shards (%d skipped); %.1f records/s",
@@ -662,6 +686,36 @@ def score_variants(
         summary.items_per_s,
     )
     return summary
+
+
+def warn_gene_selection(annotation: dict[str, Any]) -> None:
+    """Warn when the genes stage kept only some gene types: the official SpliceTransformer tool
+    scores the strand of every GENCODE gene at the locus (pyensembl ``genes_at_locus``)."""
+    kept = annotation.get("gene_types") or []
+    if kept:
+        log.warning(
+            "genes.parquet holds only gene_types %s; the official SpliceTransformer tool scores "
+            "every gene at the locus (all types), so strands of other genes are not scored: "
+            "for its selection run `sptx genes --gene-types=` (or config gene_types: [])",
+            ", ".join(kept),
+        )
+
+
+def warn_genes_without_exons(table: pa.Table, exons: str | os.PathLike | None) -> None:
+    """Name the genes whose rows have status ``no_exons`` (no canonical exons in ``exons``)."""
+    frame = table.select(["gene_id", "gene_name", "status"]).to_pandas()
+    missing = frame[frame["status"] == "no_exons"].drop_duplicates("gene_id")
+    if missing.empty:
+        return
+    names = [f"{n} ({g})" for g, n in zip(missing["gene_id"], missing["gene_name"], strict=True)]
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    log.warning(
+        "%d genes have no canonical exons in %s, so their rows are not scored (status "
+        "no_exons; the spliceai convention and the mask need the transcript): %s",
+        len(names),
+        exons,
+        shown,
+    )
 
 
 def write_results(
