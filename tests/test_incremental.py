@@ -12,16 +12,21 @@ position short fails.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
+from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.models import sptransformer
 from sptx_pipeline.models.random_checkpoint import random_state_dict
 from sptx_pipeline.models.sptransformer import SpTransformer, SpTransformerConfig
 from sptx_pipeline.runtime import score_windows
 from sptx_pipeline.testing import StandInModel
-from sptx_pipeline.variants import WindowSet
+from sptx_pipeline.variants import Annotation, Settings, WindowSet, score_records
+from sptx_pipeline.vcf import read_records
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF
 from tests.model_fixtures import random_tokens
 
 SMALL = SpTransformerConfig(
@@ -178,3 +183,58 @@ def test_window_set_records_the_changed_span():
     assert windows.substitutions[minus_alt] == (minus, 3, 6)  # oriented window coordinates
     assert windows.add(mnv) == mnv_slot  # now a REF window too: scored in full
     assert set(windows.substitutions) == {minus_alt}
+
+
+# Two records in STK11 (+ only): an SNV with two ALTs and one with one; a deletion in the
+# STK11 (+) / CBARP (-) overlap: 4 REF windows of 8,201 nt, 3 SNV ALTs, 2 deletion ALTs.
+USE_VCF = "".join(
+    f"19\t{pos}\t.\t{ref}\t{alt}\t.\t.\t.\n"
+    for pos, ref, alt in [(1207202, "A", "G,C"), (1207203, "G", "T"), (1228433, "TG", "T")]
+)
+
+
+def _conv_rows(model, records, annotation) -> Counter:
+    """Rows (windows) the dilated encoder convolutions see, by input length."""
+    seen: Counter = Counter()
+    original = sptransformer.same_conv1d
+
+    def counting(x, *args, **kwargs):
+        seen[x.shape[-1]] += x.shape[0]
+        return original(x, *args, **kwargs)
+
+    sptransformer.same_conv1d = counting
+    try:
+        settings = Settings("sptransformer", 100, False, model.flank)
+        score_records(records, annotation, settings, model, batch_size=4)
+    finally:
+        sptransformer.same_conv1d = original
+    return seen
+
+
+def test_the_variant_stage_uses_the_incremental_alt_pass(model, tmp_path):
+    """Counted, not timed: through the variant stage's own path (records -> windows ->
+    ``score_windows`` -> ``forward_substituted``) every SNV ALT window's dilated convolutions
+    run on spans only, never on the full 8,201 nt; REF and indel windows run in full. With the
+    reuse switched off the same records put every ALT through full-length convolutions."""
+    genes, exons = tmp_path / "genes.parquet", tmp_path / "exons.parquet"
+    select_genes(EXAMPLE_GTF, EXAMPLE_FASTA, genes, tmp_path / "regions.parquet", out_exons=exons)
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=19>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + USE_VCF
+    )
+    records = read_records(vcf)
+    annotation = Annotation.load(str(EXAMPLE_FASTA), str(genes), str(exons))
+    convs = 2 * 2 * len(model.feature_encoders[0].resblocks)  # 2 convs a block, 2 encoders
+    seen = _conv_rows(model, records, annotation)
+    assert seen[LENGTH] == 4 * convs  # 2 SNV REF windows, the deletion's REF on 2 strands
+    assert seen[LENGTH - 1] == 2 * convs  # the deletion's ALT windows (8,200 nt): full passes
+    span_positions = sum(length * rows for length, rows in seen.items() if length < LENGTH - 1)
+    full_alts = 3 * convs * LENGTH
+    assert 0 < span_positions < 0.3 * full_alts, span_positions / full_alts
+    model.reuses_reference = False
+    try:
+        plain = _conv_rows(model, records, annotation)
+    finally:
+        del model.reuses_reference
+    assert plain[LENGTH] == 7 * convs and sum(plain.values()) == 9 * convs
