@@ -703,8 +703,10 @@ def warn_gene_selection(annotation: dict[str, Any]) -> None:
 
 def warn_genes_without_exons(table: pa.Table, exons: str | os.PathLike | None) -> None:
     """Name the genes whose rows have status ``no_exons`` (no canonical exons in ``exons``)."""
-    frame = table.select(["gene_id", "gene_name", "status"]).to_pandas()
-    missing = frame[frame["status"] == "no_exons"].drop_duplicates("gene_id")
+    import pyarrow.compute as pc
+
+    rows = table.select(["gene_id", "gene_name"]).filter(pc.equal(table["status"], "no_exons"))
+    missing = rows.to_pandas().drop_duplicates("gene_id")  # only the rows without exons
     if missing.empty:
         return
     names = [f"{n} ({g})" for g, n in zip(missing["gene_id"], missing["gene_name"], strict=True)]
