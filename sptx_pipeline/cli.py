@@ -345,7 +345,10 @@ def _add_variants(sub: Subparsers) -> None:
     p.add_argument("--vcf", help="VCF, bgzip VCF or BCF (not needed with --saturate)")
     p.add_argument("--fasta", required=True)
     p.add_argument("--genes", help="genes.parquet of the genes stage (or --gtf)")
-    p.add_argument("--exons", help="exons.parquet of the genes stage (needed by --mask)")
+    p.add_argument(
+        "--exons",
+        help="exons.parquet of the genes stage (needed by --mask and the spliceai convention)",
+    )
     p.add_argument(
         "--gtf", help="annotation GTF instead of --genes/--exons: genes selected as in 'genes'"
     )

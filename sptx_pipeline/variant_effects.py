@@ -9,9 +9,12 @@ Both conventions compare the model's output for a REF window and an ALT window o
   ``max(acceptor, donor)``, per-tissue usage deltas with a 0.09 usage mask, and z-score flags
   against published per-tissue constants.
 
-The ALT output is first aligned to the REF positions (``align_alt``); every function takes
-arrays already in genomic orientation ``[2D + 1, C]`` with channels
-``no_splice, acceptor, donor[, 15 tissues]``.
+For an indel the two outputs differ in length and are first aligned: the SpliceAI tool's way
+(``align_alt``: zeros after the anchor for a deletion, the inserted positions collapsed by their
+maximum) or the SpliceTransformer library's way (``align_padded``: zeros before the anchor, in
+the ALT track for a deletion and in the REF track for an insertion, so an insertion compares
+``2D + 1 + k`` positions). Every function takes arrays in genomic orientation with channels
+``no_splice, acceptor, donor[, 15 tissues]``, and optionally each row's offset from the variant.
 """
 
 from __future__ import annotations
@@ -107,6 +110,30 @@ def align_alt(alt: np.ndarray, ref_len: int, alt_len: int, distance: int) -> np.
     return alt
 
 
+def align_padded(
+    ref: np.ndarray, alt: np.ndarray, ref_len: int, alt_len: int, distance: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """REF and ALT scores aligned as the SpliceTransformer library's ``align_score`` does.
+
+    ``ref``: ``[2D + 1, C]``; ``alt``: ``[2D + 1 - ref_len + alt_len, C]``, both in genomic
+    order. ``k = |ref_len - alt_len|`` zero rows go in at row ``D`` (just before the variant's
+    first base): into the ALT track for a deletion, into the REF track for an insertion. No
+    maximum is taken. Returns the two tracks and each row's offset from the variant: rows before
+    ``D`` are ``-D..-1``, the inserted block and the anchor are 0, rows after are offset by the
+    length change (an insertion) or are the REF positions themselves (a deletion).
+    """
+    change = abs(ref_len - alt_len)
+    zeros = np.zeros((change, ref.shape[1]), dtype=ref.dtype)
+    if ref_len > alt_len:
+        alt = np.concatenate([alt[:distance], zeros, alt[distance:]])
+    elif alt_len > ref_len:
+        ref = np.concatenate([ref[:distance], zeros, ref[distance:]])
+    rows = np.arange(ref.shape[0]) - distance
+    if alt_len > ref_len:
+        rows = np.where(rows < 0, rows, np.maximum(rows - change, 0))
+    return ref, alt, rows
+
+
 @dataclass(frozen=True)
 class SpliceDeltas:
     """``ds_ag, ds_al, ds_dg, ds_dl`` (after masking) and ``dp_*`` offsets from the variant."""
@@ -115,21 +142,31 @@ class SpliceDeltas:
     dp: tuple[int, int, int, int]
 
 
+def _offsets(ref: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Each row's offset from the variant (default: the centre row is 0)."""
+    return np.arange(ref.shape[0]) - ref.shape[0] // 2 if rows is None else rows
+
+
 def splice_deltas(
-    ref: np.ndarray, alt: np.ndarray, nearest_boundary: int | None, mask: bool
+    ref: np.ndarray,
+    alt: np.ndarray,
+    nearest_boundary: int | None,
+    mask: bool,
+    rows: np.ndarray | None = None,
 ) -> SpliceDeltas:
     """Acceptor/donor gain and loss as the official SpliceAI tool computes them.
 
     Each is the largest ``alt - ref`` (gain) or ``ref - alt`` (loss) of its channel, at the
     first position reaching it. With ``mask``, a gain at the gene's nearest annotated exon
     boundary (``nearest_boundary``, offset from the variant) and a loss anywhere else are 0.
+    ``rows``: each row's offset from the variant (default: the centre row is 0).
     """
-    centre = ref.shape[0] // 2
+    row_offsets = _offsets(ref, rows)
     values, offsets = [], []
     for channel, gain in ((ACCEPTOR, True), (ACCEPTOR, False), (DONOR, True), (DONOR, False)):
         diff = alt[:, channel] - ref[:, channel] if gain else ref[:, channel] - alt[:, channel]
         index = int(diff.argmax())
-        offset = index - centre
+        offset = int(row_offsets[index])
         at_boundary = nearest_boundary is not None and offset == nearest_boundary
         masked = mask and (at_boundary if gain else not at_boundary)
         values.append(float(diff[index]) * (0.0 if masked else 1.0))
@@ -155,13 +192,13 @@ class TissueEffect:
     offsets: np.ndarray  # [15] int, offset from the variant of each tissue's largest change
 
 
-def tissue_effect(ref: np.ndarray, alt: np.ndarray) -> TissueEffect:
-    """The SpliceTransformer tool's scores on one strand (arrays ``[2D + 1, 18]``).
+def tissue_effect(ref: np.ndarray, alt: np.ndarray, rows: np.ndarray | None = None) -> TissueEffect:
+    """The SpliceTransformer tool's scores on one strand (aligned arrays ``[n, 18]``).
 
     Splice score: largest ``|max(acc, donor)_alt - max(acc, donor)_ref|``. Tissue usage is set
     to 0 where that allele's ``max(acc, donor) < 0.09``, then ``d_t = max |alt - ref|``.
+    ``rows``: each row's offset from the variant (default: the centre row is 0).
     """
-    centre = ref.shape[0] // 2
     splice_ref = ref[:, [ACCEPTOR, DONOR]].max(axis=1)
     splice_alt = alt[:, [ACCEPTOR, DONOR]].max(axis=1)
     usage_ref = np.where(splice_ref[:, None] < USAGE_MIN_SPLICE, 0.0, ref[:, 3:])
@@ -171,7 +208,7 @@ def tissue_effect(ref: np.ndarray, alt: np.ndarray) -> TissueEffect:
     return TissueEffect(
         splice_score=float(np.abs(splice_alt - splice_ref).max()),
         deltas=change[index, np.arange(change.shape[1])].astype(np.float64),
-        offsets=index.astype(np.int64) - centre,
+        offsets=_offsets(ref, rows)[index].astype(np.int64),
     )
 
 

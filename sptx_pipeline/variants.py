@@ -74,6 +74,7 @@ from .variant_effects import (
     DELTA_KEYS,
     TISSUES,
     align_alt,
+    align_padded,
     nearest_boundary,
     splice_deltas,
     tissue_effect,
@@ -299,6 +300,13 @@ def _record_status(rec: Any, sequence: str | None, half: int, settings: Settings
     return None
 
 
+def _needs_exons(settings: Settings, annotation: Annotation, gene: Any) -> bool:
+    """A gene without canonical exons where they are needed: the ``spliceai`` convention (the
+    official tool's table lists transcripts, which have exons) and the mask (no boundaries)."""
+    needed = settings.convention == "spliceai" or settings.mask
+    return needed and str(gene.gene_id) not in annotation.boundaries
+
+
 def _window_sequence(annotation: Annotation, chrom: str, pos: int, half: int) -> str | None:
     """The genome around 1-based ``pos``, ``half`` bases each side; None off the contig."""
     begin, end = pos - 1 - half, pos + half
@@ -337,6 +345,8 @@ def plan_records(
         for alt in alts:
             for gene in genes.itertuples():
                 row = _row(rec, alt, gene, _alt_status(alt, rec.ref, settings.convention))
+                if row["status"] == "ok" and _needs_exons(settings, annotation, gene):
+                    row["status"] = "no_exons"
                 if row["status"] != "ok":
                     out.append(row)
                     continue
@@ -389,15 +399,21 @@ def finish_rows(
         ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
         if item.strand == "-":
             ref, alt = ref[::-1], alt[::-1]
-        alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
-        deltas = splice_deltas(ref, alt, item.boundary, settings.mask)
+        rows_at: np.ndarray | None = None  # each aligned row's offset from the variant
+        if settings.convention == "sptransformer":  # the SpliceTransformer library's alignment
+            ref, alt, rows_at = align_padded(
+                ref, alt, item.ref_len, item.alt_len, settings.distance
+            )
+        else:
+            alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
+        deltas = splice_deltas(ref, alt, item.boundary, settings.mask, rows_at)
         row = dict(item.row)
         for key, value, offset in zip(DELTA_KEYS, deltas.ds, deltas.dp, strict=True):
             row[f"ds_{key}"] = value
             row[f"dp_{key}"] = offset
         if settings.convention == "sptransformer":
             if item.strand_key not in effects:
-                effects[item.strand_key] = tissue_effect(ref, alt)
+                effects[item.strand_key] = tissue_effect(ref, alt, rows_at)
             effect = effects[item.strand_key]
             row["splice_score"] = effect.splice_score
             flags = tissue_flags(effect.deltas)
@@ -600,7 +616,15 @@ def score_variants(
     distance = DEFAULT_DISTANCE[chosen] if distance is None else int(distance)
     if not 0 <= distance < 5000:
         raise InputError(f"variant_distance must be in 0..4999, got {distance}")
+    if chosen == "spliceai" and exons is None and gtf is None:
+        raise InputError(
+            "the spliceai convention needs each gene's canonical transcript (its span and exons): "
+            "pass --exons with the exons.parquet of `sptx genes --out-exons`, or --gtf"
+        )
     settings = Settings(chosen, distance, bool(mask), identity["flank"])
+    if chosen == "sptransformer":
+        selection = read_provenance(genes) if genes is not None else {"gene_types": gene_types}
+        warn_gene_selection(selection)
 
     out_parquet, out_vcf = Path(out_parquet), Path(out_vcf)
     work = Path(work_dir) if work_dir else out_parquet.with_name(out_parquet.name + ".work")
@@ -684,6 +708,7 @@ def score_variants(
         "software": package_provenance(),
     }
     write_outputs(work, shards, source, out_parquet, out_vcf, provenance, chosen, contigs)
+    warn_genes_without_exons(out_parquet, exons)
     log.info(
         "variants: %d records in %d shards (%d skipped); %.1f records/s",
         n_records,
@@ -818,6 +843,39 @@ def write_outputs(
         symbolic = write_results(work, shards, tmp, provenance, convention)
         lengths = {name: c["length"] for name, c in contigs.items()}
         write_vcf(vcf, out_vcf, work, shards, convention, provenance, symbolic, lengths)
+
+
+def warn_gene_selection(annotation: dict[str, Any]) -> None:
+    """Warn when the genes stage kept only some gene types: the official SpliceTransformer tool
+    scores the strand of every GENCODE gene at the locus (pyensembl ``genes_at_locus``)."""
+    kept = annotation.get("gene_types") or []
+    if kept:
+        log.warning(
+            "genes.parquet holds only gene_types %s; the official SpliceTransformer tool scores "
+            "every gene at the locus (all types), so strands of other genes are not scored: "
+            "for its selection run `sptx genes --gene-types=` (or config gene_types: [])",
+            ", ".join(kept),
+        )
+
+
+def warn_genes_without_exons(results: str | os.PathLike, exons: str | os.PathLike | None) -> None:
+    """Name the genes whose rows have status ``no_exons`` (no canonical exons in ``exons``),
+    read from the written ``variants.parquet`` a row group at a time (only those rows)."""
+    rows = pq.read_table(
+        results, columns=["gene_id", "gene_name"], filters=[("status", "=", "no_exons")]
+    )
+    missing = rows.to_pandas().drop_duplicates("gene_id")
+    if missing.empty:
+        return
+    names = [f"{n} ({g})" for g, n in zip(missing["gene_id"], missing["gene_name"], strict=True)]
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    log.warning(
+        "%d genes have no canonical exons in %s, so their rows are not scored (status "
+        "no_exons; the spliceai convention and the mask need the transcript): %s",
+        len(names),
+        exons,
+        shown,
+    )
 
 
 def write_results(

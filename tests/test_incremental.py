@@ -12,16 +12,21 @@ position short fails.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
+from sptx_pipeline.annotation import select_genes
+from sptx_pipeline.models import sptransformer
 from sptx_pipeline.models.random_checkpoint import random_state_dict
 from sptx_pipeline.models.sptransformer import SpTransformer, SpTransformerConfig
 from sptx_pipeline.runtime import score_windows
 from sptx_pipeline.testing import StandInModel
-from sptx_pipeline.variants import WindowSet
+from sptx_pipeline.variants import Annotation, Settings, WindowSet, score_records
+from sptx_pipeline.vcf import read_records
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF
 from tests.model_fixtures import random_tokens
 
 SMALL = SpTransformerConfig(
@@ -178,3 +183,56 @@ def test_window_set_records_the_changed_span():
     assert windows.substitutions[minus_alt] == (minus, 3, 6)  # oriented window coordinates
     assert windows.add(mnv) == mnv_slot  # now a REF window too: scored in full
     assert set(windows.substitutions) == {minus_alt}
+
+
+# An SNV record with two ALTs in STK11 (+ only): one REF window of 8,201 nt and two ALTs (the
+# published flank: a shorter window would let the changed span grow to the whole window).
+USE_VCF = "19\t1207202\t.\tA\tG,C\t.\t.\t.\n"
+
+
+def _conv_rows(model, records, annotation) -> Counter:
+    """Rows (windows) the dilated encoder convolutions see, by input length."""
+    seen: Counter = Counter()
+    original = sptransformer.same_conv1d
+
+    def counting(x, *args, **kwargs):
+        seen[x.shape[-1]] += x.shape[0]
+        return original(x, *args, **kwargs)
+
+    sptransformer.same_conv1d = counting
+    try:
+        settings = Settings("sptransformer", 100, False, model.flank)
+        score_records(records, annotation, settings, model, batch_size=4)
+    finally:
+        sptransformer.same_conv1d = original
+    return seen
+
+
+@pytest.mark.slow  # about 11 s of CPU: two passes of three 8,201-nt windows
+def test_the_variant_stage_uses_the_incremental_alt_pass(model, tmp_path):
+    """Counted, not timed: through the variant stage's own path (records -> windows ->
+    ``score_windows`` -> ``forward_substituted``) the SNV ALT windows' dilated convolutions run
+    on spans only, never on the whole window; the REF window runs in full. With the reuse
+    switched off the same record puts both ALTs through full-length convolutions."""
+    genes, exons = tmp_path / "genes.parquet", tmp_path / "exons.parquet"
+    select_genes(EXAMPLE_GTF, EXAMPLE_FASTA, genes, tmp_path / "regions.parquet", out_exons=exons)
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=19>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        + USE_VCF
+    )
+    records = read_records(vcf)
+    annotation = Annotation.load(str(EXAMPLE_FASTA), str(genes), str(exons))
+    length = LENGTH
+    convs = 2 * 2 * len(model.feature_encoders[0].resblocks)  # 2 convs a block, 2 encoders
+    seen = _conv_rows(model, records, annotation)
+    assert seen[length] == convs  # the REF window, once
+    span_positions = sum(n * rows for n, rows in seen.items() if n < length)
+    full_alts = 2 * convs * length
+    assert 0 < span_positions < 0.3 * full_alts, span_positions / full_alts
+    model.reuses_reference = False
+    try:
+        plain = _conv_rows(model, records, annotation)
+    finally:
+        del model.reuses_reference
+    assert plain[length] == 3 * convs and sum(plain.values()) == 3 * convs

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sptx_pipeline.variant_effects import (
     TISSUES,
     align_alt,
+    align_padded,
     combine_strands,
     nearest_boundary,
     splice_deltas,
     tissue_effect,
     tissue_flags,
 )
+from tests.official_sptransformer import official_align_score
 
 
 def track(n: int, channels: int = 3) -> np.ndarray:
@@ -105,3 +108,69 @@ def test_combine_strands_takes_maxima_then_flags():
     splice, deltas, flags = combine_strands([a, b])
     assert splice == b.splice_score and deltas[TISSUES.index("brain")] == 0.7
     assert flags[TISSUES.index("brain")]
+
+
+ALLELE_PAIRS = [  # (REF, ALT): SNV, deletions (one longer than D), insertions, complex
+    ("A", "G"),
+    ("TG", "T"),
+    ("TCAGG", "T"),
+    ("A" * 150, "A"),
+    ("C", "CAT"),
+    ("C", "C" + "G" * 40),
+    ("TGA", "TC"),
+    ("TG", "TCAGA"),
+]
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+@pytest.mark.parametrize(("ref", "alt"), ALLELE_PAIRS)
+def test_align_padded_equals_the_library_rule_transcribed_row_by_row(ref, alt, strand):
+    """``align_padded`` against the loop transcription of ``SNPInterval.align_score``
+    (tests/official_sptransformer.py) on random tracks, D = 100 as in the tool."""
+    distance, pos = 100, 5000
+    rng = np.random.default_rng(len(ref) * 7 + len(alt))
+    n_ref, n_alt = 2 * distance + 1, 2 * distance + 1 - len(ref) + len(alt)
+    # model orientation (reversed on -), as the tool's model returns them
+    ref_model = rng.random((n_ref, 18)).astype(np.float32)
+    alt_model = rng.random((n_alt, 18)).astype(np.float32)
+    want_ref, want_alt = official_align_score(
+        strand, pos, pos - distance, ref, alt, ref_model, alt_model
+    )
+    genomic = (lambda x: x[::-1]) if strand == "-" else (lambda x: x)
+    got_ref, got_alt, rows = align_padded(
+        genomic(ref_model), genomic(alt_model), len(ref), len(alt), distance
+    )
+    np.testing.assert_array_equal(got_ref, genomic(want_ref))
+    np.testing.assert_array_equal(got_alt, genomic(want_alt))
+    assert got_ref.shape == got_alt.shape == (n_ref + max(len(alt) - len(ref), 0), 18)
+    assert len(rows) == len(got_ref) and rows[distance] == 0
+
+
+def test_align_padded_offsets_and_no_maximum():
+    """An insertion keeps every ALT row (no maximum) against a zero-padded REF track; rows after
+    the allele keep their genomic offsets; a deletion's ALT has zeros before the anchor."""
+    distance = 3
+    ref, alt = track(7), track(9)  # C>CAT: two inserted bases
+    got_ref, got_alt, rows = align_padded(ref, alt, 1, 3, distance)
+    np.testing.assert_array_equal(got_alt, alt)
+    assert (got_ref[3:5] == 0).all()
+    np.testing.assert_array_equal(got_ref[5:], ref[3:])
+    assert list(rows) == [-3, -2, -1, 0, 0, 0, 1, 2, 3]
+    got_ref, got_alt, rows = align_padded(track(7), track(5), 3, 1, distance)  # TCA>T
+    np.testing.assert_array_equal(got_alt[:3], track(5)[:3])
+    assert (got_alt[3:5] == 0).all()
+    np.testing.assert_array_equal(got_alt[5:], track(5)[3:])  # the anchor lands on REF row 5
+    assert list(rows) == [-3, -2, -1, 0, 1, 2, 3]
+
+
+def test_offsets_of_padded_rows_reach_deltas_and_tissue_effect():
+    """The largest change after an insertion is reported at its genomic offset."""
+    distance = 3
+    ref, alt = np.zeros((7, 18), np.float32), np.zeros((9, 18), np.float32)
+    alt[7, 2] = 0.8  # ALT row 7 = genomic offset +2 of C>CAT (rows -3..-1, 0, 0, 0, 1, 2, 3)
+    alt[7, 3:] = 0.5
+    a_ref, a_alt, rows = align_padded(ref, alt, 1, 3, distance)
+    deltas = splice_deltas(a_ref, a_alt, None, False, rows)
+    assert deltas.dp[2] == 2 and deltas.ds[2] == pytest.approx(0.8)
+    effect = tissue_effect(a_ref, a_alt, rows)
+    assert effect.splice_score == pytest.approx(0.8) and (effect.offsets == 2).all()

@@ -5,8 +5,9 @@ variants of ``spliceai_chr19_variants.vcf`` (contig ``19``; our FASTA names it `
 SNVs, multi-allelic records, deletions, insertions, an MNV, a REF of ``Z``, ``*`` ALTs and
 positions 1..3 whose window runs off the chromosome. The model is SpliceAI's published
 weights; genes and exons come from the bundled GTF (written from SpliceAI's own annotation
-table). Every INFO entry must match: allele and gene, DS to the printed two decimals, and DP
-wherever DS >= 0.05 (below that the position of a near-zero maximum is float noise).
+table). Every INFO entry must match as printed: allele, gene, the four DS as text (the sign of
+``-0.00`` included) and the four DP of every entry, also where the DS is near zero or the mask
+zeroed it.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def spliceai_entries(path: Path) -> list[tuple[str, tuple, list[str]]]:
 
 
 def assert_same_spliceai(ours: Path, expected: Path) -> int:
-    """Every record and INFO entry equal in the sense above; returns the entries compared."""
+    """Every record and INFO entry equal as the official tool printed it: allele, gene, the
+    four DS as text (so ``-0.00`` differs from ``0.00``) and the four DP of every entry,
+    including entries whose DS the mask zeroed. Returns the scored entries compared."""
     mine, theirs = spliceai_entries(ours), spliceai_entries(expected)
     assert [key for key, _ in mine] == [key for key, _ in theirs]
     compared = 0
@@ -80,17 +83,33 @@ def assert_same_spliceai(ours: Path, expected: Path) -> int:
         assert len(got) == len(want), (key, got, want)
         for a, b in zip(got, want, strict=True):
             a_fields, b_fields = a.split("|"), b.split("|")
+            assert len(a_fields) == len(b_fields) == 10, (key, a, b)
             assert a_fields[:2] == b_fields[:2], (key, a, b)
-            if b_fields[2] == ".":
-                assert a_fields[2:] == b_fields[2:], (key, a, b)
-                continue
-            for i in range(4):
-                ds_a, ds_b = float(a_fields[2 + i]), float(b_fields[2 + i])
-                assert ds_a == ds_b, (key, FIELDS[i], a, b)
-                if ds_b >= 0.05:
-                    assert a_fields[6 + i] == b_fields[6 + i], (key, FIELDS[4 + i], a, b)
-            compared += 1
+            for name, x, y in zip(FIELDS, a_fields[2:], b_fields[2:], strict=True):
+                assert x == y, (key, name, a, b)
+            compared += b_fields[2] != "."
     return compared
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("A|STK11|0.00|0.01|0.00|-0.00|", "A|STK11|0.00|0.01|0.00|0.00|"),  # the sign of -0.00
+        ("|24|3|23|-38", "|24|3|23|-37"),  # a DP where the DS is -0.00 (float-noise range)
+    ],
+    ids=["sign", "dp-near-zero"],
+)
+def test_the_comparison_is_as_printed(tmp_path, old, new):
+    """One printed character changed in an official output fails the comparison: a float
+    comparison of DS, or DP only where DS >= 0.05, would accept both of these."""
+    official = DATA / "spliceai_D50_M0.vcf"
+    changed = tmp_path / "changed.vcf"
+    text = official.read_text()
+    assert text.count(old) == 1
+    changed.write_text(text.replace(old, new))
+    assert assert_same_spliceai(official, official) == 93
+    with pytest.raises(AssertionError):
+        assert_same_spliceai(changed, official)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +121,6 @@ def shared_run(annotation, tmp_path_factory):
 def test_cli_matches_the_official_tool(shared_run):
     _, vcf_out = shared_run
     assert assert_same_spliceai(vcf_out, DATA / "spliceai_chr19_variants_expected.vcf") == 22
-
-
-def test_dp_matches_even_below_the_threshold_here(shared_run):
-    """On this file every DP is equal too (the official numbers are reproduced to float noise)."""
-    _, vcf_out = shared_run
-    assert spliceai_entries(vcf_out) == spliceai_entries(
-        DATA / "spliceai_chr19_variants_expected.vcf"
-    )
 
 
 def test_output_vcf_is_indexed_and_carries_provenance(shared_run):

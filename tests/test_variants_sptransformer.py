@@ -2,7 +2,8 @@
 
 The reference below follows the official tool's arithmetic (VARIANTS.md) with none of the
 package's code: windows cut with pyfaidx (1-based ``POS-4100 .. POS+4100``), ALT spliced in,
-reverse-complemented by string translation on ``-``; the forward is multimolecule's own
+reverse-complemented by string translation on ``-``; indels aligned by the SpliceTransformer
+library's ``align_score`` (tests/official_sptransformer.py); the forward is multimolecule's own
 SpTransformer submodules on the whole window (what the original model does with real flanks);
 softmax/sigmoid; splice score, 0.09 usage mask, tissue deltas, the maximum over strands and the
 z-score flags with the tool's constants copied here. The model is a small random geometry with
@@ -22,6 +23,7 @@ from sptx_pipeline.variant_effects import TISSUES, tissue_flags
 from sptx_pipeline.variants import score_variants
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF
 from tests.model_fixtures import TINY, mm_model, mm_real_flank_logits
+from tests.official_sptransformer import official_align_score
 
 # tissue, MEAN, STD, Q95 as published with the SpliceTransformer tool (VARIANTS.md)
 CONSTANTS = """
@@ -70,15 +72,11 @@ def reference_strand(mm, fasta, pos: int, ref: str, alt: str, strand: str):
         with torch.inference_mode():
             logits = mm_real_flank_logits(mm, tokens)[0]
         probs = torch.cat([logits[:, :3].softmax(-1), logits[:, 3:].sigmoid()], -1).numpy()
-        outputs.append(probs[::-1] if strand == "-" else probs)
-    y_ref, y_alt = outputs
-    if len(ref) > len(alt):  # deletion: zeros after the anchor
-        pad = np.zeros((len(ref) - len(alt), y_alt.shape[1]), dtype=y_alt.dtype)
-        y_alt = np.concatenate([y_alt[: 100 + len(alt)], pad, y_alt[100 + len(alt) :]])
-    elif len(alt) > len(ref):  # insertion: the inserted positions collapse by their maximum
-        top = y_alt[100 : 100 + len(alt)].max(axis=0, keepdims=True)
-        y_alt = np.concatenate([y_alt[:100], top, y_alt[100 + len(alt) :]])
-    assert y_ref.shape == y_alt.shape == (201, 18)
+        outputs.append(probs)  # model orientation: 5' to 3' of the strand
+    # the library's align_score (zeros before the anchor: ALT track for a deletion, REF track
+    # for an insertion), transcribed row by row, on the tracks in model orientation
+    y_ref, y_alt = official_align_score(strand, pos, pos - 100, ref, alt, *outputs)
+    assert y_ref.shape == y_alt.shape == (201 + max(len(alt) - len(ref), 0), 18)
     s_ref, s_alt = np.maximum(y_ref[:, 1], y_ref[:, 2]), np.maximum(y_alt[:, 1], y_alt[:, 2])
     u_ref, u_alt = y_ref[:, 3:].copy(), y_alt[:, 3:].copy()
     u_ref[s_ref < 0.09] = 0
