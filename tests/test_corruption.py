@@ -19,6 +19,10 @@ import pytest
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
+pytestmark = (
+    pytest.mark.slow
+)  # damage-and-repair runs of the bundled example (~75 s on a fast 2-core machine)
+
 BAD = 1  # the damaged shard
 
 

@@ -16,10 +16,13 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from sptx_pipeline import store
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+
+pytestmark = pytest.mark.slow  # kill -9 of Snakemake and the documented rerun (~30 s)
 
 GENES = "genes=[GPX4,GAMT]"  # one gene per strand
 

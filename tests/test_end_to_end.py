@@ -23,6 +23,8 @@ from sptx_pipeline.models import load_model
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from sptx_pipeline.tiling import tile
 
+pytestmark = pytest.mark.slow  # two whole pipelines re-derived from the FASTA (~35 s)
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "example"
 CHR19_FASTA = EXAMPLE / "grch37_chr19_1-1500000.fa"
 CHR19_GTF = EXAMPLE / "grch37_chr19_1-1500000.gtf"

@@ -28,6 +28,8 @@ from sptx_pipeline.testing import StandInFactory
 from sptx_pipeline.tiling import tile
 from sptx_pipeline.tracks import write_tracks
 
+pytestmark = pytest.mark.slow  # SIGINT/SIGTERM mid-stage and reruns (~60 s)
+
 REPO = Path(__file__).resolve().parents[1]
 CONTIGS = {"chr1": 240_000, "chr2": 160_000}
 FLANK, CHUNK, SHARD = 50, 100, 64

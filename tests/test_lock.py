@@ -82,6 +82,7 @@ def _predict(windows, out, sleep):
     )
 
 
+@pytest.mark.slow
 def test_two_predicts_on_one_store_never_write_together(tmp_path):
     windows = tmp_path / "windows.zarr"
     make_windows(windows, n_windows=24, shard_size=4)  # 6 shards

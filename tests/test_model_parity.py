@@ -40,6 +40,7 @@ def full(tmp_path_factory):
     return mm, load_model(str(directory))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [1000, 201])
 def test_full_size_n_flanks_match_multimolecule(full, target):
     mm, ours = full
@@ -52,6 +53,7 @@ def test_full_size_n_flanks_match_multimolecule(full, target):
     assert max_diff(out, ref) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_full_size_real_flanks_match_composed_submodules(full):
     mm, ours = full
     window = random_tokens(1, 1000 + 8000, seed=7)
@@ -64,6 +66,7 @@ def test_full_size_real_flanks_match_composed_submodules(full):
     assert max_diff(out, n_out) > 1e-2
 
 
+@pytest.mark.slow
 def test_direct_convolutions_match_too(full):
     """The direct convolution (the GPU path) gives the same logits as the default FFT one."""
     mm, ours = full
@@ -81,6 +84,7 @@ def test_direct_convolutions_match_too(full):
     assert 0 < max_diff(direct, fft) <= TOLERANCE  # two different algorithms, same numbers
 
 
+@pytest.mark.slow
 def test_original_checkpoint_gives_the_same_outputs(full, tmp_path):
     """Both position-table namings load to exactly our weights and reproduce multimolecule."""
     mm, ours = full

@@ -29,6 +29,7 @@ def _markers(path):
     return {shard: store.read_done(path, shard) for shard in sorted(store.done_shards(path))}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_computes_only_the_rest(tmp_path):
     windows = tmp_path / "windows.zarr"
     make_windows(windows, n_windows=40, shard_size=4)  # 10 shards
@@ -81,6 +82,7 @@ def _kill_first_worker_to_start(signal_dir: Path, killed: list[int], stop: threa
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_killed_worker_task_is_retried(tmp_path):
     windows = tmp_path / "windows.zarr"
     make_windows(windows, n_windows=24, shard_size=4)  # 6 shards
@@ -158,6 +160,7 @@ def test_damaged_or_missing_marker_means_not_done(windows, tmp_path):
     assert _read(out).tobytes() == good.tobytes()
 
 
+@pytest.mark.slow
 def test_shard_that_keeps_killing_workers_stops_the_run(tmp_path):
     windows = tmp_path / "windows.zarr"
     make_windows(windows, n_windows=12, shard_size=4)

@@ -214,6 +214,7 @@ def _np_activation(x, name):
     return x
 
 
+@pytest.mark.slow
 def test_forward_matches_numpy_keras_graph(model, weights_dir):
     """Real weights, real sequence with Ns, vs. an independent numpy run of the Keras graphs."""
     import pyfaidx
@@ -265,6 +266,7 @@ def test_topk_accuracy_definition():
 # --------------------------------------------------------------------------- biology
 
 
+@pytest.mark.slow
 def test_topk_accuracy_on_real_genes_both_strands(model):
     """GPX4, STK11 (+) and CBARP, GAMT (-), scored from windows cut with pyfaidx."""
     genes = read_genes(str(GTF))

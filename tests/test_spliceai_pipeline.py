@@ -23,6 +23,8 @@ from sptx_pipeline.accuracy import splice_sites, topk_table
 from sptx_pipeline.models.spliceai import SPLICEAI_CHANNELS, SPLICEAI_CHUNK_SIZE, SPLICEAI_FLANK
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
+pytestmark = pytest.mark.slow  # SpliceAI's real weights through the whole workflow (~30 s)
+
 GENES = {"GPX4": "+", "ATP5D": "+", "RPS15": "+", "GAMT": "-", "CBARP": "-"}
 STRANDS = {"plus": "+", "minus": "-"}
 

@@ -229,6 +229,7 @@ score_variants(vcf, fasta, genes, StandInFactory(sleep=0.4), Path(out) / "varian
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_bytes(genome, edge, tmp_path):
     _, vcf, _ = edge
     clean, killed = tmp_path / "clean", tmp_path / "killed"

@@ -118,11 +118,13 @@ def shared_run(annotation, tmp_path_factory):
     return run_variants(annotation, DATA / "spliceai_chr19_variants.vcf", out)
 
 
+@pytest.mark.slow
 def test_cli_matches_the_official_tool(shared_run):
     _, vcf_out = shared_run
     assert assert_same_spliceai(vcf_out, DATA / "spliceai_chr19_variants_expected.vcf") == 22
 
 
+@pytest.mark.slow
 def test_output_vcf_is_indexed_and_carries_provenance(shared_run):
     _, vcf_out = shared_run
     assert Path(str(vcf_out) + ".tbi").is_file()
@@ -141,6 +143,7 @@ def test_output_vcf_is_indexed_and_carries_provenance(shared_run):
     assert record["inputs"]["annotation"]["gtf_sha256"]
 
 
+@pytest.mark.slow
 def test_parquet_rows_and_statuses(shared_run):
     parquet, _ = shared_run
     frame = pd.read_parquet(parquet)
@@ -185,6 +188,7 @@ def test_official_edge_cases(annotation, tmp_path, source, expected, options):
     assert assert_same_spliceai(vcf_out, DATA / expected) > 0
 
 
+@pytest.mark.slow
 def test_symbolic_alts_are_written_where_the_official_tool_aborts(annotation, tmp_path):
     """The official CLI dies on ``<DEL>`` (spliceai_symbolic_D50_M0.error.txt); we keep the
     records, give the SNV ALT its entry and mark the symbolic ones."""
@@ -196,6 +200,7 @@ def test_symbolic_alts_are_written_where_the_official_tool_aborts(annotation, tm
     assert entries[0][1][0].startswith("T|GPX4|")
 
 
+@pytest.mark.slow
 def test_query_variant_cli(shared_run):
     parquet, _ = shared_run
     result = sptx("query-variant", str(parquet.parent), "chr19:1,228,432:C>T", "--format", "csv")

@@ -7,6 +7,7 @@ import subprocess
 
 import pandas as pd
 import pysam
+import pytest
 
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
@@ -46,6 +47,7 @@ def test_dry_run_plans_variants_only_when_asked(tmp_path):
     assert "--saturate 5" in saturated
 
 
+@pytest.mark.slow
 def test_variants_rule_runs(tmp_path):
     model = write_random_checkpoint(tmp_path / "tiny", seed=1, **TINY_CONFIG)
     out = tmp_path / "out"

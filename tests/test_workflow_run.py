@@ -1,8 +1,10 @@
 """The real Snakemake workflow, every stage for real, with a tiny random SpTransformer.
 
-Runs the bundled config (six genes of GRCh37 chr19 on both strands) with a random-weight tiny
-checkpoint, checks every output of the on-disk contract, the logs and benchmarks, that ``scores/``
-covers exactly the union of the selected gene bodies, and that a second run has nothing to do.
+The fast tier's one end-to-end run: the bundled config (six genes of GRCh37 chr19 on both
+strands) with a random-weight tiny checkpoint and the chr19 test VCF (so the variants rule runs
+too), shared by every test here. It checks every output of the on-disk contract, the logs and
+benchmarks, that ``scores/`` covers exactly the union of the selected gene bodies, and that a
+second run has nothing to do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pyranges as pr
+import pysam
 import pytest
 
 from sptx_pipeline import store
@@ -24,7 +27,8 @@ from sptx_pipeline.channels import SPLICE_CHANNELS
 from sptx_pipeline.models.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
 
-RULES = ["genes", "model", "tile", "predict", "merge", "tracks"]
+RULES = ["genes", "model", "tile", "predict", "merge", "tracks", "variants"]
+VCF = REPO / "tests" / "data" / "variants" / "spliceai_chr19_variants.vcf"
 TISSUES = [
     "adipose_tissue", "blood", "blood_vessel", "brain", "colon", "heart", "kidney", "liver",
     "lung", "muscle", "nerve", "small_intestine", "skin", "spleen", "stomach",
@@ -53,7 +57,7 @@ def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("workflow")
     checkpoint = write_random_checkpoint(base / "tiny", seed=3, **TINY_CONFIG)
     out = base / "out"
-    config = (f"model={checkpoint}", f"outdir={out}")
+    config = (f"model={checkpoint}", f"outdir={out}", f"vcf={VCF}")
     first = snakemake(base, *config)
     second = snakemake(base, *config)
     return out, first, second
@@ -69,6 +73,19 @@ def test_every_rule_ran_with_log_and_benchmark(run):
     predict_log = (out / "logs" / "predict.log").read_text()
     assert "sptx_pipeline.cluster: local cluster" in predict_log
     assert "INFO distributed." not in predict_log  # Dask's own chatter stays out
+
+
+def test_the_variants_rule_scored_the_vcf(run):
+    """Every record of the VCF in variants.vcf.gz, in order; CBARP's records scored in the
+    SpTransformer convention (the tiny checkpoint has the 15 tissues)."""
+    out, _, _ = run
+    frame = pd.read_parquet(out / "variants.parquet")
+    ok = frame[frame["status"] == "ok"]
+    assert "CBARP" in set(ok["gene_name"]) and ok["splice_score"].notna().all()
+    with pysam.VariantFile(str(out / "variants.vcf.gz")) as result:
+        positions = [record.pos for record in result]
+    with pysam.VariantFile(str(VCF)) as source:
+        assert positions == [record.pos for record in source]
 
 
 def test_geometry_comes_from_the_checkpoint(run):
@@ -200,6 +217,7 @@ def test_a_query_with_no_rows_says_so(run, tmp_path):
     assert len(target.read_text().splitlines()) == 1  # the header
 
 
+@pytest.mark.slow
 def test_rerun_after_a_crash_resumes_predict(run):
     """A crashed predict leaves shards done and no predictions.json: the next run resumes.
 
@@ -223,6 +241,7 @@ def test_rerun_after_a_crash_resumes_predict(run):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "scores"), before)
 
 
+@pytest.mark.slow
 def test_keep_predictions_false(run, tmp_path):
     """merge deletes predictions.zarr; a later change that re-runs merge re-runs predict first."""
     out, _, _ = run
