@@ -292,7 +292,7 @@ def predict(
 
     ``threads``: the cores granted to this job (Snakemake's ``{threads}``); with a local
     cluster, the CPU workers' torch threads together never exceed it, nor the process's CPU
-    affinity or SLURM allocation (:func:`runtime.granted_cores`). A local cluster runs two
+    affinity or SLURM allocation (:func:`resources.granted_cores`). A local cluster runs two
     tasks per worker unless ``tasks_per_worker`` says otherwise: while one task's model runs,
     the other reads its tokens or writes its predictions (the model runs one task at a time).
     ``tune_threads`` lets each CPU worker pick its torch threads within that cap by measurement
