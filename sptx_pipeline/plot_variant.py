@@ -31,8 +31,16 @@ from .options import DEFAULT_DEVICE, Device
 from .provenance import sha256_file
 from .results import read_provenance
 from .runtime import ModelSpec, build_model, identify, resolve_device
-from .variant_effects import ACCEPTOR, DONOR, USAGE_MIN_SPLICE, align_alt
-from .variants import Annotation, Pending, Settings, WindowSet, finish_rows, plan_records
+from .variant_effects import ACCEPTOR, DONOR, USAGE_MIN_SPLICE
+from .variants import (
+    Annotation,
+    Pending,
+    Settings,
+    WindowSet,
+    aligned_tracks,
+    finish_rows,
+    plan_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +56,9 @@ class VariantEffect:
     """One variant x gene: its result row and the REF/ALT outputs over the scored window."""
 
     row: dict[str, Any]  # the variants-stage row (ds_*, dp_*, [splice_score, delta_*, ...])
-    positions: np.ndarray  # 1-based genomic positions of the 2D + 1 scored bases
+    positions: np.ndarray  # 1-based genomic position of each row (indels: as aligned)
     ref: np.ndarray  # [2D + 1, C] model outputs for REF, genomic orientation
-    alt: np.ndarray  # [2D + 1, C] for ALT, aligned to the REF positions (``align_alt``)
+    alt: np.ndarray  # ALT rows aligned to REF's (``variants.aligned_tracks``)
     channels: list[str]
     convention: str
 
@@ -171,12 +179,10 @@ def variant_effects(
     for item, row in zip(planned, finished, strict=True):
         if not isinstance(item, Pending):
             continue
-        ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
-        if item.strand == "-":
-            ref, alt = ref[::-1], alt[::-1]
-        alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
+        ref, alt, rows_at = aligned_tracks(item, outputs, settings)
         pos = int(row["pos"])
-        positions = np.arange(pos - settings.distance, pos + settings.distance + 1)
+        offsets = np.arange(ref.shape[0]) - settings.distance if rows_at is None else rows_at
+        positions = pos + offsets
         effects.append(
             VariantEffect(row, positions, ref, alt, list(identity["channels"]), settings.convention)
         )

@@ -386,6 +386,20 @@ def plan_records(
     return out
 
 
+def aligned_tracks(
+    item: Pending, outputs: list[np.ndarray], settings: Settings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """REF and ALT scores of a pending row in genomic order, aligned by its convention's rule
+    (SpliceTransformer's ``align_score``, else SpliceAI's), and each row's offset from the
+    variant (None: the centre row is 0). ``sptx plot-variant`` draws these same tracks."""
+    ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
+    if item.strand == "-":
+        ref, alt = ref[::-1], alt[::-1]
+    if settings.convention == "sptransformer":
+        return align_padded(ref, alt, item.ref_len, item.alt_len, settings.distance)
+    return ref, align_alt(alt, item.ref_len, item.alt_len, settings.distance), None
+
+
 def finish_rows(
     planned: list[dict[str, Any] | Pending], outputs: list[np.ndarray], settings: Settings
 ) -> list[dict[str, Any]]:
@@ -396,16 +410,7 @@ def finish_rows(
         if isinstance(item, dict):
             rows.append(item)
             continue
-        ref, alt = outputs[item.ref_slot], outputs[item.alt_slot]
-        if item.strand == "-":
-            ref, alt = ref[::-1], alt[::-1]
-        rows_at: np.ndarray | None = None  # each aligned row's offset from the variant
-        if settings.convention == "sptransformer":  # the SpliceTransformer library's alignment
-            ref, alt, rows_at = align_padded(
-                ref, alt, item.ref_len, item.alt_len, settings.distance
-            )
-        else:
-            alt = align_alt(alt, item.ref_len, item.alt_len, settings.distance)
+        ref, alt, rows_at = aligned_tracks(item, outputs, settings)
         deltas = splice_deltas(ref, alt, item.boundary, settings.mask, rows_at)
         row = dict(item.row)
         for key, value, offset in zip(DELTA_KEYS, deltas.ds, deltas.dp, strict=True):

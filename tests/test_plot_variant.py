@@ -97,8 +97,13 @@ def test_plotted_maxima_equal_variants_parquet(results, kind):
         axes = {ax.get_label(): ax for ax in fig.axes}
         for channel, gain, loss in (("acceptor", "ag", "al"), ("donor", "dg", "dl")):
             x, delta = _line(axes["delta"], f"{channel} Δ")
-            assert len(x) == 2 * (100 if convention == "sptransformer" else 50) + 1
-            assert x[len(x) // 2] == pos
+            distance = 100 if convention == "sptransformer" else 50
+            ref_len, alt_len = map(len, text.split(":")[2].split(">"))
+            # the SpliceTransformer alignment pads REF for an insertion: more rows, the
+            # inserted ones at the variant's position (0 offset); SpliceAI's keeps 2D + 1
+            padded = max(0, alt_len - ref_len) if convention == "sptransformer" else 0
+            assert len(x) == 2 * distance + 1 + padded
+            assert x[distance] == pos and (x[distance : distance + padded + 1] == pos).all()
             np.testing.assert_allclose(delta.max(), want[f"ds_{gain}"], atol=2e-6)
             np.testing.assert_allclose(-delta.min(), want[f"ds_{loss}"], atol=2e-6)
             assert x[delta.argmax()] - pos == want[f"dp_{gain}"]
