@@ -24,5 +24,20 @@ def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_provenance(
+    model: str, source: str, folder: Path, files: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
+    """The provenance of a model read from a folder of weight files (SpliceAI, Pangolin):
+    ``sha256`` is one checksum over the files, the sha256 of their ``sha256  name`` lines."""
+    lines = "".join(f"{sha256_file(folder / name)}  {name}\n" for name in files)
+    return {
+        "model": model,
+        "source": source,
+        "directory": str(folder.resolve()),
+        "files": list(files),
+        "sha256": hashlib.sha256(lines.encode()).hexdigest(),
+    }
+
+
 def package_provenance() -> dict[str, Any]:
     return {"package": "sptx-pipeline", "version": __version__}

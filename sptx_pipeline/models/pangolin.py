@@ -35,9 +35,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import CheckpointError, MissingInputError
-from ..provenance import sha256_file
+from ..provenance import weights_provenance
 from .base import ScoringModel
-from .spliceai import N_BASES, BatchNormSpec, BlockSpec, ConvSpec, SpliceAINet, SpliceAISpec
+from .spliceai import (
+    N_BASES,
+    BatchNormSpec,
+    BlockSpec,
+    ConvSpec,
+    SpliceAINet,
+    SpliceAISpec,
+    one_hot,
+    onehot_table,
+)
 
 PANGOLIN_FLANK = 5000
 PANGOLIN_CHUNK_SIZE = 5000
@@ -152,13 +161,10 @@ class Pangolin(ScoringModel):
         self.nets = nn.ModuleList(
             nn.ModuleList(PangolinNet(spec) for spec in head) for head in specs
         )
-        self.register_buffer("onehot_table", torch.eye(N_BASES + 1)[:, :N_BASES], persistent=False)
+        self.register_buffer("onehot_table", onehot_table(), persistent=False)
 
     def onehot(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens A=0, C=1, G=2, T=3, N=4 -> ``[B, 4, L]`` with N the all-zero column."""
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() > N_BASES):
-            raise ValueError(f"tokens must be in 0..{N_BASES} (A, C, G, T, N)")
-        return self.onehot_table[tokens.long()].transpose(1, 2)
+        return one_hot(tokens, self.onehot_table)
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.onehot(tokens).to(self.onehot_table.dtype)
@@ -218,19 +224,5 @@ def load_pangolin(directory: str | Path | None = None) -> Pangolin:
         for h in range(len(PANGOLIN_CHANNELS))
     ]
     model = Pangolin(specs)
-    model.provenance = {
-        "model": "pangolin",
-        "source": source,
-        "directory": str(folder.resolve()),
-        "files": list(PANGOLIN_FILES),
-        "sha256": _sha256_of_files(paths),
-    }
+    model.provenance = weights_provenance("pangolin", source, folder, PANGOLIN_FILES)
     return model.eval()
-
-
-def _sha256_of_files(paths: list[Path]) -> str:
-    """One checksum over the files: sha256 of their sha256 lines, in order."""
-    import hashlib
-
-    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in paths)
-    return hashlib.sha256(lines.encode()).hexdigest()

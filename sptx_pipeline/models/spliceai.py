@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from ..channels import SPLICE_CHANNELS
 from ..errors import CheckpointError, MissingInputError
-from ..provenance import sha256_file
+from ..provenance import weights_provenance
 from .base import ScoringModel
 
 SPLICEAI_FLANK = 5000
@@ -428,6 +428,18 @@ def _conv_last(
     return out.squeeze(2).transpose(1, 2)
 
 
+def onehot_table() -> torch.Tensor:
+    """Rows A, C, G, T, N of the one-hot input: N is the all-zero row (SpliceAI, Pangolin)."""
+    return torch.eye(N_BASES + 1)[:, :N_BASES]
+
+
+def one_hot(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Tokens A=0, C=1, G=2, T=3, N=4 -> ``[B, 4, L]`` with N the all-zero column."""
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() > N_BASES):
+        raise ValueError(f"tokens must be in 0..{N_BASES} (A, C, G, T, N)")
+    return table[tokens.long()].transpose(1, 2)
+
+
 class SpliceAI(ScoringModel):
     """SpliceAI-10k ensemble: the five published models, probabilities averaged.
 
@@ -447,13 +459,10 @@ class SpliceAI(ScoringModel):
             raise ValueError(f"SpliceAI models disagree on or have asymmetric crops: {crops}")
         self.flank = next(iter(crops))[0]
         self.nets = nn.ModuleList(SpliceAINet(spec) for spec in specs)
-        self.register_buffer("onehot_table", torch.eye(N_BASES + 1)[:, :N_BASES], persistent=False)
+        self.register_buffer("onehot_table", onehot_table(), persistent=False)
 
     def onehot(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens A=0, C=1, G=2, T=3, N=4 -> ``[B, 4, L]`` with N the all-zero column."""
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() > N_BASES):
-            raise ValueError(f"tokens must be in 0..{N_BASES} (A, C, G, T, N)")
-        return self.onehot_table[tokens.long()].transpose(1, 2)
+        return one_hot(tokens, self.onehot_table)
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         low = _low_dtype(tokens.device)
@@ -519,19 +528,5 @@ def load_spliceai(directory: str | Path | None = None) -> SpliceAI:
         )
     log.info("loading SpliceAI-10k from %s", folder)
     model = SpliceAI([read_keras_spliceai(p) for p in paths])
-    model.provenance = {
-        "model": "spliceai",
-        "source": source,
-        "directory": str(folder.resolve()),
-        "files": list(SPLICEAI_FILES),
-        "sha256": _sha256_of_files(paths),
-    }
+    model.provenance = weights_provenance("spliceai", source, folder, SPLICEAI_FILES)
     return model.eval()
-
-
-def _sha256_of_files(paths: list[Path]) -> str:
-    """One checksum over the five files: sha256 of their sha256 lines, in order."""
-    import hashlib
-
-    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in paths)
-    return hashlib.sha256(lines.encode()).hexdigest()
