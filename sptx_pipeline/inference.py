@@ -204,20 +204,9 @@ def prepare_store(
 ) -> bool:
     """Create the prediction store unless a compatible one exists; True when resuming."""
     existing = _existing_fingerprint(path) if path.exists() else None
-    if existing == fingerprint:
-        log.info("resuming %s", path)
+    if store.resumable(path, fingerprint, existing):
         return True
     if path.exists():
-        differs = (
-            sorted(k for k in fingerprint if (existing or {}).get(k) != fingerprint[k])
-            if existing
-            else ["unreadable store"]
-        )
-        log.warning(
-            "%s was made for other inputs (differs in: %s); starting afresh",
-            path,
-            ", ".join(differs),
-        )
         store.remove_store(path)
     store.create_predictions(
         path,

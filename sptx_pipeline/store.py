@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from zarr.codecs import ZstdCodec
 from . import atomic
 from .errors import IncompletePredictionsError, InputError, MissingInputError
 
+log = logging.getLogger(__name__)
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
 
 TOKENS = "tokens"
@@ -206,6 +208,26 @@ def clear_shard(arr: zarr.Array, shard: int) -> None:
 
     key = arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))
     sync(arr.store.delete(f"{arr.path}/{key}"))
+
+
+def resumable(
+    path: str | os.PathLike, fingerprint: dict[str, Any], existing: dict[str, Any] | None
+) -> bool:
+    """Whether the output at ``path``, made for ``existing`` inputs (None: absent or
+    unreadable), can be resumed for ``fingerprint``; logs the decision, naming the keys that
+    differ when the caller has to start afresh. The one rule of predict's and variants' resume."""
+    if existing == fingerprint:
+        log.info("resuming %s", path)
+        return True
+    if Path(path).exists():
+        known = existing if isinstance(existing, dict) else {}
+        differs = sorted(k for k in fingerprint if known.get(k) != fingerprint[k])
+        log.warning(
+            "%s was made for other inputs (differs in: %s); starting afresh",
+            path,
+            ", ".join(differs) if known else "unreadable",
+        )
+    return False
 
 
 def read_marker(path: str | os.PathLike, shard: int) -> dict[str, Any] | None:

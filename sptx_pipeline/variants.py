@@ -552,15 +552,12 @@ def resolve_convention(convention: VariantConvention, channels: Sequence[str]) -
 def _prepare_work(work: Path, fingerprint: dict[str, Any]) -> bool:
     """Keep a compatible work directory (True: resuming), else start it afresh."""
     marker = work / "fingerprint.json"
-    if marker.is_file():
-        try:
-            existing = json.loads(marker.read_text())
-        except ValueError:
-            existing = None
-        if existing == fingerprint:
-            log.info("resuming %s", work)
-            return True
-        log.warning("%s was made for other inputs; starting afresh", work)
+    try:
+        existing = json.loads(marker.read_text()) if marker.is_file() else None
+    except ValueError:
+        existing = None
+    if store.resumable(work, fingerprint, existing):
+        return True
     remove_path(work)
     (work / "parts").mkdir(parents=True)
     (work / store.DONE_DIR).mkdir()
