@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FASTA = REPO / "config" / "example" / "grch37_chr19_1-1500000.fa"
 EXAMPLE_GTF = REPO / "config" / "example" / "grch37_chr19_1-1500000.gtf"
 COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+
+def run_bundled_example(base: Path, *config: str) -> Path:
+    """The bundled config/config.yaml through Snakemake in ``base`` (its FASTA and GTF, outdir
+    ``base/out``) with ``--config`` overrides; returns the outdir, failing with the output."""
+    out = base / "out"
+    command = [
+        *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
+        *("--directory", str(base), "--cores", "2"),
+        *("--configfile", str(REPO / "config" / "config.yaml")),
+        *("--config", f"fasta={EXAMPLE_FASTA}", f"gtf={EXAMPLE_GTF}", *config, f"outdir={out}"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
 
 
 def random_sequence(rng: np.random.Generator, length: int, soft_mask: bool = True) -> str:

@@ -28,9 +28,9 @@ from sptx_pipeline.plot import plot_region
 from tests.genome_fixtures import (
     EXAMPLE_FASTA,
     EXAMPLE_GTF,
-    REPO,
     reference_tokens,
     reference_window,
+    run_bundled_example,
 )
 from tests.test_pangolin import OFFICIAL, WEIGHTS
 
@@ -44,23 +44,13 @@ P_SPLICE = [c for c in CHANNELS if c.endswith("_p_splice")]
 def out(tmp_path_factory):
     assert WEIGHTS.is_dir(), f"Pangolin weights expected in {WEIGHTS}"
     base = tmp_path_factory.mktemp("pangolin")
-    out = base / "out"
-    command = [
-        *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
-        *("--directory", str(base), "--cores", "2"),
-        *("--configfile", str(REPO / "config" / "config.yaml")),
-        "--config",
-        f"fasta={EXAMPLE_FASTA}",
-        f"gtf={EXAMPLE_GTF}",
+    return run_bundled_example(
+        base,
         f"model=pangolin:{WEIGHTS}",
         f"genes=[{','.join(GENES)}]",
         "gene_types=[]",
         "output_dtype=float32",
-        f"outdir={out}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=base)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    )
 
 
 @pytest.fixture(scope="module")

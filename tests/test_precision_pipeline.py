@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +20,7 @@ import torch
 from sptx_pipeline import store
 from sptx_pipeline.accuracy import splice_sites, topk_table
 from sptx_pipeline.models import load_model
-from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, run_bundled_example
 from tests.test_variants_spliceai import DATA, run_variants, spliceai_entries
 
 pytestmark = pytest.mark.slow
@@ -35,25 +32,15 @@ P999_DIFFERENCE = 0.002
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     base = tmp_path_factory.mktemp("bf16")
-    out = base / "out"
-    command = [
-        *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
-        *("--directory", str(base), "--cores", "2"),
-        *("--configfile", str(REPO / "config" / "config.yaml")),
-        "--config",
-        f"fasta={EXAMPLE_FASTA}",
-        f"gtf={EXAMPLE_GTF}",
+    return run_bundled_example(
+        base,
         "model=spliceai",
         f"genes=[{','.join(GENES)}]",
         "gene_types=[]",
         "precision=bfloat16",
         "output_dtype=float32",
         "keep_predictions=true",
-        f"outdir={out}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=base)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    )
 
 
 def test_bfloat16_predictions_within_bounds_of_a_float32_forward(out):

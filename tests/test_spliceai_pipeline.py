@@ -10,8 +10,6 @@ tile grid or merge would do the same). The whole region is scored by validation/
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -21,7 +19,7 @@ import zarr
 
 from sptx_pipeline.accuracy import splice_sites, topk_table
 from sptx_pipeline.models.spliceai import SPLICEAI_CHANNELS, SPLICEAI_CHUNK_SIZE, SPLICEAI_FLANK
-from tests.genome_fixtures import EXAMPLE_FASTA, EXAMPLE_GTF, REPO
+from tests.genome_fixtures import EXAMPLE_GTF, run_bundled_example
 
 pytestmark = pytest.mark.slow  # SpliceAI's real weights through the whole workflow (~30 s)
 
@@ -33,22 +31,12 @@ STRANDS = {"plus": "+", "minus": "-"}
 def out(tmp_path_factory):
     """The bundled config with SpliceAI and the genes above (default output_dtype float16)."""
     base = tmp_path_factory.mktemp("spliceai")
-    out = base / "out"
-    command = [
-        *(sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")),
-        *("--directory", str(base), "--cores", "2"),
-        *("--configfile", str(REPO / "config" / "config.yaml")),
-        "--config",
-        f"fasta={EXAMPLE_FASTA}",
-        f"gtf={EXAMPLE_GTF}",
+    return run_bundled_example(
+        base,
         "model=spliceai",
         f"genes=[{','.join(GENES)}]",
         "gene_types=[]",
-        f"outdir={out}",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=base)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    )
 
 
 @pytest.fixture(scope="module")
